@@ -1,0 +1,120 @@
+"""The main job: a "cloud" and a "device" ComfyUI on loopback, the shipped workflow queued on the
+device through POST /prompt, the image saved, and a report of what the cloud received."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ..harness.host import CACHE, REPO
+from ..harness.queue import run_workflow
+from ..harness.servers import ComfyServer, fresh_dir, prepare_base
+from ..harness.smoke_models import SD15_PAIR, ensure
+
+WORKFLOW = REPO / "workflows" / "obclip_hybrid_api.json"
+
+
+def node_of(graph: dict, class_type: str) -> str:
+    ids = [i for i, n in graph.items() if n["class_type"] == class_type]
+    if len(ids) != 1:
+        raise RuntimeError(f"the workflow must have exactly one {class_type} node, found {len(ids)}")
+    return ids[0]
+
+
+def cloud_view(cloud: ComfyServer) -> list[dict]:
+    """What the cloud recorded, per prompt: its graph and extra data (from its own /history)."""
+    history = cloud.get("/history")
+    return [{"prompt": entry["prompt"][2], "extra_data": entry["prompt"][3]} for entry in history.values()]
+
+
+def view_digest(view: list[dict]) -> str:
+    # client_id is a random uuid drawn per run, independent of the prompt: not part of the view
+    canon = [{"prompt": v["prompt"], "extra_data": {k: x for k, x in v["extra_data"].items() if k != "client_id"}}
+             for v in view]
+    return hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def start_pair(run_dir: Path, cloud_ckpt: Path, device_ckpt: Path) -> tuple[ComfyServer, ComfyServer]:
+    cloud = ComfyServer("cloud", prepare_base(fresh_dir(run_dir / "cloud"), [cloud_ckpt]))
+    device = ComfyServer("device", prepare_base(fresh_dir(run_dir / "device"), [device_ckpt]))
+    errors = []
+
+    def start(s):
+        try:
+            s.start()
+        except Exception as e:  # reported below, after both threads ended
+            errors.append(e)
+    threads = [threading.Thread(target=start, args=(s,)) for s in (cloud, device)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    if errors:
+        cloud.stop(), device.stop()
+        raise errors[0]
+    return cloud, device
+
+
+def run(argv: list[str]) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m obclip_nodes.bench demo")
+    ap.add_argument("--prompt", help="the real prompt (default: the workflow's)")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--out", default=str(REPO / "demo-output" / "obclip-demo.png"))
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    cloud_ckpt, device_ckpt = ensure(SD15_PAIR)
+    t_models = time.monotonic() - t0
+    graph = json.loads(WORKFLOW.read_text())
+    expander, sampler = node_of(graph, "ObCLIPCandidateExpander"), node_of(graph, "ObCLIPCloudPartialSampler")
+    save = node_of(graph, "SaveImage")
+    if args.prompt:
+        graph[expander]["inputs"]["prompt"] = args.prompt
+    if args.seed is not None:
+        graph[sampler]["inputs"]["seed"] = args.seed
+    cloud, device = start_pair(CACHE / "runs" / "demo", cloud_ckpt, device_ckpt)
+    try:
+        t_start = time.monotonic() - t0 - t_models
+        graph[sampler]["inputs"]["server_url"] = cloud.url
+        t1 = time.monotonic()
+        _, history = run_workflow(device.url, graph)
+        t_run = time.monotonic() - t1
+        images = history["outputs"][save]["images"]
+        png = device.view(images[0]["filename"], images[0]["subfolder"], images[0]["type"])
+        report = history["outputs"][sampler]["obclip_report"][0]
+        view = cloud_view(cloud)
+        cloud_rss = cloud.rss_mib()
+    finally:
+        cloud.stop(), device.stop()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(png)
+    sent = view[0]["prompt"]
+    cloud_candidates = json.loads(next(n for n in sent.values() if n["class_type"] == "ObCLIPServerSampler")
+                                  ["inputs"]["candidates"])
+    return {
+        "ok": True,
+        "image": str(out), "image_bytes": len(png),
+        "real_prompt": graph[expander]["inputs"]["prompt"],
+        "candidates": cloud_candidates, "n": len(cloud_candidates),
+        "k": report["cloud_steps"], "T": report["steps"],
+        "cloud_model": graph[sampler]["inputs"]["cloud_checkpoint"],
+        "device_model": graph[node_of(graph, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"],
+        "latent_rows_fetched": report["rows_fetched"],
+        "bytes_sent_to_cloud": report["bytes_sent"], "bytes_received_from_cloud": report["bytes_received"],
+        "cloud_received": {
+            "prompts": len(view),
+            "node_types": sorted({n["class_type"] for v in view for n in v["prompt"].values()}),
+            "extra_data_keys": sorted({k for v in view for k in v["extra_data"]}),
+            "digest": view_digest(view),
+        },
+        "timings_s": {"models": round(t_models, 2), "servers_start": round(t_start, 2),
+                      "workflow": round(t_run, 2), "cloud_call": report["timings"],
+                      "total": round(time.monotonic() - t0, 2)},
+        "cloud_peak_rss_mib": cloud_rss,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit("run it as: python -m obclip_nodes.bench demo")

@@ -1,0 +1,135 @@
+"""Real ComfyUI servers on loopback, each with its own --base-directory (the host tree stays pristine)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .host import REPO, comfyui_dir
+
+PACK_LINK = "obclip"  # the folder name ComfyUI imports the pack under
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_base(base: Path, checkpoints=(), *, install_pack: bool = True) -> Path:
+    """A fresh base directory: models/checkpoints links, the pack linked into custom_nodes."""
+    for sub in ("models/checkpoints", "custom_nodes", "input", "output", "user"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    for ckpt in checkpoints:
+        link = base / "models" / "checkpoints" / Path(ckpt).name
+        if not link.exists():
+            link.symlink_to(Path(ckpt).resolve())
+    pack = base / "custom_nodes" / PACK_LINK
+    if install_pack and not pack.exists():
+        pack.symlink_to(REPO)
+    return base
+
+
+class ComfyServer:
+    """One `main.py --cpu` process. Use as a context manager; it is always stopped by PID."""
+
+    def __init__(self, name: str, base: Path, port: int | None = None, extra_args=(), env=None):
+        self.name, self.base, self.port = name, Path(base), port or free_port()
+        self.extra_args, self.env = list(extra_args), env
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.base / f"{name}-server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120.0) -> "ComfyServer":
+        root = comfyui_dir()
+        front = self.base / "frontend"  # API-only servers need no frontend package
+        cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+               "--base-directory", str(self.base), "--disable-auto-launch", "--disable-api-nodes",
+               "--database-url", "sqlite:///:memory:", *self.extra_args]
+        if not any(a.startswith("--front-end-root") for a in self.extra_args) and os.environ.get(
+                "OBCLIP_FRONTEND", "") != "1":
+            front.mkdir(exist_ok=True)
+            cmd += ["--front-end-root", str(front)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
+        self._log = open(self.log_path, "ab")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(cmd, cwd=str(root), stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} ComfyUI exited with {self.proc.returncode} during start-up; "
+                                   f"log tail:\n{self.log_tail()}")
+            try:
+                self.get("/system_stats")
+                self.start_s = time.monotonic() - t0
+                return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"{self.name} ComfyUI did not answer within {timeout:.0f} s; log tail:\n{self.log_tail()}")
+
+    def get(self, path: str, timeout: float = 10.0):
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+            return json.loads(r.read() or b"{}")
+
+    def post(self, path: str, body: dict, timeout: float = 30.0):
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def view(self, filename: str, subfolder: str = "", kind: str = "output") -> bytes:
+        from urllib.parse import urlencode
+        q = urlencode({"filename": filename, "subfolder": subfolder, "type": kind})
+        with urllib.request.urlopen(f"{self.url}/view?{q}", timeout=30) as r:
+            return r.read()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def rss_mib(self) -> float | None:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except (OSError, AttributeError):
+            return None
+        return None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def __enter__(self) -> "ComfyServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path

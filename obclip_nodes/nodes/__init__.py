@@ -1,0 +1,21 @@
+"""The one place where the pack's nodes are registered (V3 API)."""
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .client import CacheAccelerator, CandidateExpander, CloudPartialSampler, DeviceFinisher, LatentSelector
+from .server import ServerReturn, ServerSampler
+
+NODES: list[type[io.ComfyNode]] = [
+    CandidateExpander, CloudPartialSampler, CacheAccelerator, LatentSelector, DeviceFinisher,
+    ServerSampler, ServerReturn,
+]
+
+
+class ObCLIPExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> ObCLIPExtension:
+    return ObCLIPExtension()

@@ -1,0 +1,71 @@
+"""Server-side nodes: run on the cloud (or in a local simulation graph)."""
+from __future__ import annotations
+
+import json
+
+from comfy_api.latest import io
+
+from ..acceleration import AccelerationSettings
+from ..protocol.payload import encode_payload
+from ..protocol.request import SERVER_RETURN, SERVER_SAMPLER
+from ..sampling import encode_batch, partial_sample
+from .common import generation_inputs, parse_candidates
+from .types import Acceleration, Candidates, HandoffType
+
+
+class ServerSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=SERVER_SAMPLER,
+            display_name="ObCLIP Server Sampler",
+            category="ObCLIP/server",
+            description="Runs the first k of T steps for ALL candidates in one batch, from one shared "
+                        "noise. The cloud runs this node for the Cloud Partial Sampler; put it in a local "
+                        "graph to simulate the cloud.",
+            inputs=[
+                io.Model.Input("model", tooltip="The large (cloud) model."),
+                io.Clip.Input("clip"),
+                io.MultiType.Input(io.String.Input("candidates", multiline=True, default="[]"), types=[Candidates],
+                                   tooltip="The public candidate list (JSON list, or a Candidate Expander link)."),
+                *generation_inputs(),
+                io.MultiType.Input(io.String.Input("acceleration", default="{}"), types=[Acceleration],
+                                   tooltip="Cache Accelerator settings (JSON object or a link)."),
+            ],
+            outputs=[io.Latent.Output("latents", tooltip="N rows, one per candidate, with leftover noise."),
+                     HandoffType.Output("handoff")],
+        )
+
+    @classmethod
+    def execute(cls, model, clip, candidates, negative, seed, steps, cloud_steps, cfg, sampler_name,
+                scheduler, width, height, acceleration) -> io.NodeOutput:
+        prompts = parse_candidates(candidates)
+        accel = acceleration if isinstance(acceleration, AccelerationSettings) \
+            else AccelerationSettings.from_dict(json.loads(acceleration or "{}"))
+        # Strategies land as ModelPatcher wrappers on a clone (issue 6); none changes the model yet.
+        del accel
+        positive = encode_batch(clip, prompts)
+        negative_cond = encode_batch(clip, [negative])
+        latents, handoff = partial_sample(model, positive, negative_cond, n=len(prompts), width=width,
+                                          height=height, seed=seed, steps=steps, cloud_steps=cloud_steps,
+                                          cfg=cfg, sampler=sampler_name, scheduler=scheduler)
+        return io.NodeOutput(latents, handoff)
+
+
+class ServerReturn(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=SERVER_RETURN,
+            display_name="ObCLIP Server Return",
+            category="ObCLIP/server",
+            description="Returns all N latents and the hand-off data to the client as checksummed "
+                        "safetensors in the result (no file is written on the server).",
+            inputs=[io.Latent.Input("latents"), HandoffType.Input("handoff")],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, latents, handoff) -> io.NodeOutput:
+        return io.NodeOutput(ui=encode_payload(latents["samples"], handoff))
