@@ -20,7 +20,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
   say "venv created"
 fi
-PIP="$VENV/bin/python -m pip"
+pip_quiet() { "$VENV/bin/python" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; return "${PIPESTATUS[0]}"; }
+PIP=pip_quiet
 
 if [ ! -f "$VENV/.torch-ok" ]; then
   $PIP install -q $TORCH_PINS

@@ -32,8 +32,9 @@ def cloud_view(cloud: ComfyServer) -> list[dict]:
 
 
 def view_digest(view: list[dict]) -> str:
-    # client_id is a random uuid drawn per run, independent of the prompt: not part of the view
-    canon = [{"prompt": v["prompt"], "extra_data": {k: x for k, x in v["extra_data"].items() if k != "client_id"}}
+    # client_id is a random uuid drawn per run and create_time the server's clock: not part of the view
+    canon = [{"prompt": v["prompt"], "extra_data": {k: x for k, x in v["extra_data"].items()
+                                                    if k not in ("client_id", "create_time")}}
              for v in view]
     return hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -51,9 +52,14 @@ def start_pair(run_dir: Path, cloud_ckpt: Path, device_ckpt: Path) -> tuple[Comf
     threads = [threading.Thread(target=start, args=(s,)) for s in (cloud, device)]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    if errors:
+    try:
+        if errors:
+            raise errors[0]
+        cloud.require_nodes("ObCLIPServerSampler", "ObCLIPServerReturn")
+        device.require_nodes("ObCLIPCandidateExpander", "ObCLIPCloudPartialSampler", "ObCLIPDeviceFinisher")
+    except Exception:
         cloud.stop(), device.stop()
-        raise errors[0]
+        raise
     return cloud, device
 
 

@@ -77,6 +77,13 @@ class ComfyServer:
         self.stop()
         raise RuntimeError(f"{self.name} ComfyUI did not answer within {timeout:.0f} s; log tail:\n{self.log_tail()}")
 
+    def require_nodes(self, *names: str) -> None:
+        """Fail loudly when the pack did not load (ComfyUI only logs IMPORT FAILED)."""
+        missing = [n for n in names if n not in self.get("/object_info/" + n)]
+        if missing:
+            raise RuntimeError(f"{self.name} ComfyUI lacks {missing}: the pack failed to load; log tail:\n"
+                               f"{self.log_tail(60)}")
+
     def get(self, path: str, timeout: float = 10.0):
         with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
             return json.loads(r.read() or b"{}")

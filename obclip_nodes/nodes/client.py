@@ -207,7 +207,7 @@ class DeviceFinisher(io.ComfyNode):
                 io.String.Input("negative", multiline=True, default=""),
                 io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01),
             ],
-            outputs=[io.Latent.Output("latent")],
+            outputs=[io.Latent.Output("finished", display_name="latent")],
         )
 
     @classmethod
