@@ -15,7 +15,7 @@ from ..harness.queue import run_workflow
 from ..harness.servers import ComfyServer, fresh_dir, prepare_base
 from ..harness.smoke_models import SD15_PAIR, ensure
 
-WORKFLOW = REPO / "workflows" / "obclip_hybrid_api.json"
+WORKFLOW = REPO / "workflows" / "api" / "obclip_hybrid.json"
 
 
 def node_of(graph: dict, class_type: str) -> str:

@@ -38,8 +38,8 @@ class CandidateExpander(io.ComfyNode):
                 io.Boolean.Input("refuse_if_nothing_sensitive", default=False,
                                  tooltip="Stop instead of sending a prompt that has nothing to hide among."),
             ],
-            outputs=[Candidates.Output("candidates", tooltip="Public: what the cloud will see."),
-                     Selection.Output("selection", tooltip="Private: which candidate is real. Only the "
+            outputs=[Candidates.Output("candidates", display_name="candidates", tooltip="Public: what the cloud will see."),
+                     Selection.Output("selection", display_name="selection", tooltip="Private: which candidate is real. Only the "
                                       "Latent Selector and Device Finisher accept it.")],
         )
 
@@ -84,7 +84,7 @@ class CacheAccelerator(io.ComfyNode):
                 io.Int.Input("skip_point", default=3, min=0, max=1000),
                 io.Int.Input("refresh_every", default=5, min=1, max=1000),
             ],
-            outputs=[Acceleration.Output("acceleration")],
+            outputs=[Acceleration.Output("acceleration", display_name="acceleration")],
         )
 
     @classmethod
@@ -115,8 +115,9 @@ class CloudPartialSampler(io.ComfyNode):
                 io.Int.Input("timeout_s", default=600, min=5, max=86400, tooltip="Limit for the whole remote run."),
                 Acceleration.Input("acceleration", optional=True),
             ],
-            outputs=[io.Latent.Output("latents", tooltip="All N candidates' latents (k steps done)."),
-                     HandoffType.Output("handoff")],
+            outputs=[io.Latent.Output("latents", display_name="latents",
+                                      tooltip="All N candidates' latents (k steps done)."),
+                     HandoffType.Output("handoff", display_name="handoff")],
         )
 
     @classmethod
@@ -171,7 +172,7 @@ class LatentSelector(io.ComfyNode):
             category="ObCLIP",
             description="Keeps the real candidate's latent from the N fetched ones, on this machine.",
             inputs=[io.Latent.Input("latents"), Selection.Input("selection")],
-            outputs=[io.Latent.Output("latent")],
+            outputs=[io.Latent.Output("latent", display_name="latent")],
         )
 
     @classmethod

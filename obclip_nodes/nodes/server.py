@@ -32,8 +32,9 @@ class ServerSampler(io.ComfyNode):
                 io.MultiType.Input(io.String.Input("acceleration", default="{}"), types=[Acceleration],
                                    tooltip="Cache Accelerator settings (JSON object or a link)."),
             ],
-            outputs=[io.Latent.Output("latents", tooltip="N rows, one per candidate, with leftover noise."),
-                     HandoffType.Output("handoff")],
+            outputs=[io.Latent.Output("latents", display_name="latents",
+                                      tooltip="N rows, one per candidate, with leftover noise."),
+                     HandoffType.Output("handoff", display_name="handoff")],
         )
 
     @classmethod

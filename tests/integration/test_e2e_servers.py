@@ -17,7 +17,7 @@ from obclip_nodes.harness.servers import ComfyServer, prepare_base
 
 pytestmark = pytest.mark.servers
 
-WORKFLOW = json.loads((REPO / "workflows" / "obclip_hybrid_api.json").read_text())
+WORKFLOW = json.loads((REPO / "workflows" / "api" / "obclip_hybrid.json").read_text())
 SIZE = dict(width=64, height=64, steps=10, cloud_steps=4)
 SERVER_NODES = {"CheckpointLoaderSimple", "ObCLIPServerSampler", "ObCLIPServerReturn"}
 MARKER = "client-workflow-marker-7f3a"  # stands for the client's UI workflow / PNG info
@@ -151,3 +151,13 @@ def test_bad_size_is_refused_before_anything_is_sent(servers):
     with pytest.raises(Exception, match="multiple of 8"):
         run_workflow(device.url, g, timeout=120)
     assert len(cloud_entries(cloud)) == before
+
+
+def test_shipped_ui_workflow_matches_the_api_one_and_is_a_template(servers):
+    from obclip_nodes.harness.ui_workflow import api_to_ui
+    _, device = servers
+    shipped = json.loads((REPO / "workflows" / "obclip_hybrid.json").read_text())
+    assert shipped == api_to_ui(WORKFLOW, device.get("/object_info")), \
+        "regenerate: python -m obclip_nodes.harness.ui_workflow workflows/api/obclip_hybrid.json workflows/obclip_hybrid.json"
+    assert device.get("/workflow_templates").get("obclip") == ["obclip_hybrid"]
+    assert "/extensions/obclip/obclip.js" in device.get("/extensions")

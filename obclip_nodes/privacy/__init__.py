@@ -1,0 +1,24 @@
+"""ObCLIP privacy core (plain Python, stdlib only): the Candidate Expander.
+
+``expand_prompt(prompt, attributes=None, lexicon=None, *, max_candidates=32)`` turns a prompt into
+the canonical candidate set of ObCLIP (arXiv 2510.04153, Algorithm 1): every combination of the
+values of the sensitive attributes it mentions, in an order that does not depend on which candidate
+is real.  For every candidate ``c`` of ``expand_prompt(p)``, ``expand_prompt(c)`` gives the same
+candidates in the same order, with ``real_index`` pointing at ``c`` -- so the server's view is the
+same whichever candidate is real (Theorem 1).
+
+* ``lexicon``: ``None`` (the ``"default"`` preset), a preset name from ``PRESETS``, a path to a JSON
+  lexicon (schema: :mod:`obclip_nodes.privacy.lexicon`) or a loaded :class:`Lexicon`.
+* ``attributes``: restrict detection to these attribute names (e.g. ``["gender"]``).
+* How the prompt is read, how N grows (product of value-space sizes over the slots, one slot per
+  person and attribute) and the one normalisation (a/an before a swapped word): see
+  :mod:`obclip_nodes.privacy.expander`.
+"""
+
+from .errors import ExpansionError
+from .expander import Expansion, expand_prompt
+from .lexicon import PRESETS, Lexicon, load_lexicon, parse_lexicon
+from .check import verify_closure
+
+__all__ = ["expand_prompt", "Expansion", "ExpansionError", "PRESETS", "Lexicon", "load_lexicon", "parse_lexicon",
+           "verify_closure"]
