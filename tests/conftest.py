@@ -25,3 +25,11 @@ def sd15_models(comfy_root, sd15_pair):
     """(cloud, device) as loaded by ComfyUI's own checkpoint loader: (model, clip, vae) each."""
     import comfy.sd
     return tuple(comfy.sd.load_checkpoint_guess_config(str(p))[:3] for p in sd15_pair)
+
+
+@pytest.fixture(scope="session")
+def sdxl_models(comfy_root):
+    """SDXL-detectable cloud and KOALA-700M-shaped device, built on first use (about 1.7 GB each)."""
+    import comfy.sd
+    from obclip_nodes.harness.smoke_models import SDXL_PAIR, ensure
+    return tuple(comfy.sd.load_checkpoint_guess_config(str(p))[:3] for p in ensure(SDXL_PAIR))

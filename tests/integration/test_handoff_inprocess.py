@@ -28,18 +28,22 @@ def stock_hybrid(cloud, device, prompt, negative, s):
     return mid["samples"], out["samples"]
 
 
-def test_batched_partial_rows_and_finish_match_single_prompt_hybrid(sd15_models):
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_batched_partial_rows_and_finish_match_single_prompt_hybrid(family, request):
+    cloud, device = request.getfixturevalue(f"{family}_models")  # imports comfy first
     from obclip_nodes.sampling import encode_batch, finish_sample, partial_sample
-    cloud, device = sd15_models
     (cm, cc, _), (dm, dc, _) = cloud, device
-    s = SETTINGS
+    s = SETTINGS if family == "sd15" else {**SETTINGS, "steps": 4, "cloud_steps": 2}
     latents, handoff = partial_sample(cm, encode_batch(cc, PROMPTS), encode_batch(cc, [""]), n=len(PROMPTS),
                                       width=s["width"], height=s["height"], seed=s["seed"], steps=s["steps"],
                                       cloud_steps=s["cloud_steps"], cfg=s["cfg"], sampler=s["sampler"],
                                       scheduler=s["scheduler"])
     assert latents["samples"].shape == (3, 4, 8, 8)
-    assert handoff.family == "SD15" and handoff.latent_format == "SD15"
-    assert handoff.cloud_steps == 4 and len(handoff.sigmas) == 11 and handoff.sigmas[-1] == 0.0
+    expected = {"sd15": ("SD15", "SD15", "SD15"), "sdxl": ("SDXL", "SDXL", "KOALA_700M")}[family]
+    assert (handoff.family, handoff.latent_format) == expected[:2]
+    assert type(dm.model.model_config).__name__ == expected[2]
+    assert handoff.cloud_steps == s["cloud_steps"] and len(handoff.sigmas) == s["steps"] + 1
+    assert handoff.sigmas[-1] == 0.0
     finals = []
     for i, prompt in enumerate(PROMPTS):
         mid_ref, final_ref = stock_hybrid(cloud, device, prompt, "", s)
