@@ -60,7 +60,7 @@ class CandidateExpander(io.ComfyNode):
         lines += [f"  {i}: {c}" for i, c in enumerate(exp.candidates)]
         lines.append("The server learns: " + exp.server_learns)
         lines += [f"Leak warning: {w}" for w in exp.leak_warnings]
-        selection = PrivateSelection(real_index=exp.real_index, prompt=exp.candidates[exp.real_index], n=exp.n)
+        selection = PrivateSelection(real_index=exp.real_index, prompt=exp.real_prompt, n=exp.n)
         return io.NodeOutput(tuple(exp.candidates), selection, ui={"text": ["\n".join(lines)]})
 
 

@@ -161,3 +161,24 @@ def test_shipped_ui_workflow_matches_the_api_one_and_is_a_template(servers):
         "regenerate: python -m obclip_nodes.harness.ui_workflow workflows/api/obclip_hybrid.json workflows/obclip_hybrid.json"
     assert device.get("/workflow_templates").get("obclip") == ["obclip_hybrid"]
     assert "/extensions/obclip/obclip.js" in device.get("/extensions")
+
+
+def test_server_sampler_in_a_purely_local_graph_matches_the_remote_path(servers):
+    """Local simulation: the server node fed by the expander link, all on the device server."""
+    cloud, device = servers
+    real = "a photo of an old man reading"
+    remote = obclip_graph(cloud.url, real)
+    _, hist = run_workflow(device.url, remote)
+    via_cloud = fetch_latent(device, hist["outputs"]["90"])
+    local = copy.deepcopy(remote)
+    s = local.pop("4")["inputs"]
+    local["c"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": s["cloud_checkpoint"]}}
+    local["4"] = {"class_type": "ObCLIPServerSampler", "inputs": {
+        "model": ["c", 0], "clip": ["c", 1], "candidates": ["2", 0], "acceleration": ["3", 0],
+        **{k: s[k] for k in ("negative", "seed", "steps", "cloud_steps", "cfg", "sampler_name", "scheduler",
+                             "width", "height")}}}
+    local["90"]["inputs"]["filename_prefix"] = "latents/local"
+    _, hist = run_workflow(device.url, local)
+    simulated = fetch_latent(device, hist["outputs"]["90"])
+    assert simulated.abs().max() > 0.1
+    assert torch.equal(simulated, via_cloud)  # same code, same floats: bit-identical
