@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from .client import CacheAccelerator, CandidateExpander, CloudPartialSampler, DeviceFinisher, LatentSelector
+from .accelerator import CacheAccelerator
+from .cloud import CloudPartialSampler
+from .expander import CandidateExpander
+from .finisher import DeviceFinisher
+from .selector import LatentSelector
 from .server import ServerReturn, ServerSampler
 
 NODES: list[type[io.ComfyNode]] = [

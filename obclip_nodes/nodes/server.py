@@ -1,11 +1,12 @@
 """Server-side nodes: run on the cloud (or in a local simulation graph)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from comfy_api.latest import io
 
-from ..acceleration import AccelerationSettings
+from ..acceleration import AccelerationSettings, accelerate
 from ..protocol.payload import encode_payload
 from ..protocol.request import SERVER_RETURN, SERVER_SAMPLER
 from ..sampling import encode_batch, partial_sample
@@ -43,13 +44,13 @@ class ServerSampler(io.ComfyNode):
         prompts = parse_candidates(candidates)
         accel = acceleration if isinstance(acceleration, AccelerationSettings) \
             else AccelerationSettings.from_dict(json.loads(acceleration or "{}"))
-        # Strategies land as ModelPatcher wrappers on a clone (issue 6); none changes the model yet.
-        del accel
+        model, accel_report = accelerate(model, accel, n_candidates=len(prompts))
         positive = encode_batch(clip, prompts)
         negative_cond = encode_batch(clip, [negative])
         latents, handoff = partial_sample(model, positive, negative_cond, n=len(prompts), width=width,
                                           height=height, seed=seed, steps=steps, cloud_steps=cloud_steps,
                                           cfg=cfg, sampler=sampler_name, scheduler=scheduler)
+        handoff = dataclasses.replace(handoff, server_report={"acceleration": accel_report})
         return io.NodeOutput(latents, handoff)
 
 

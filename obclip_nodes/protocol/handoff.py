@@ -29,6 +29,7 @@ class Handoff:
     scheduler: str
     seed: int
     sigmas: tuple[float, ...] = field(default_factory=tuple)  # the full schedule, len T+1 (last is 0)
+    server_report: dict = field(default_factory=dict, compare=False)  # e.g. acceleration statistics
     version: int = HANDOFF_VERSION
 
     @property
@@ -54,6 +55,8 @@ class Handoff:
             raise ProtocolError("hand-off sigmas must be finite and non-negative")
         if any(b > a for a, b in zip(self.sigmas, self.sigmas[1:])):
             raise ProtocolError("hand-off sigmas must not increase")
+        if not isinstance(self.server_report, dict):
+            raise ProtocolError("hand-off server_report must be a JSON object")
         if self.latent_channels < 1 or self.scale_factor <= 0:
             raise ProtocolError("hand-off latent channels and scale factor must be positive")
         return self
@@ -70,7 +73,7 @@ class Handoff:
         if not isinstance(raw, dict):
             raise ProtocolError("hand-off metadata must be a JSON object")
         known = set(cls.__dataclass_fields__)
-        missing = sorted(known - set(raw) - {"version"})
+        missing = sorted(known - set(raw) - {"version", "server_report"})
         if missing:
             raise ProtocolError(f"hand-off metadata lacks {missing}: the cloud runs an older ObCLIP pack")
         try:

@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp

@@ -1,0 +1,79 @@
+"""ObCLIP Cloud Partial Sampler: the only node that talks to the untrusted server."""
+from __future__ import annotations
+
+import comfy.model_management
+import comfy.utils
+from comfy_api.latest import io
+
+from ..acceleration import AccelerationSettings
+from ..protocol import CloudRequest, ProtocolError
+from ..remote import CloudClient, CloudError, RemoteSettings
+from .common import generation_inputs
+from .types import Acceleration, Candidates, HandoffType
+
+
+class CloudPartialSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ObCLIPCloudPartialSampler",
+            display_name="ObCLIP Cloud Partial Sampler",
+            category="ObCLIP",
+            description="Sends the public candidate list to a remote ComfyUI, which runs the first k steps "
+                        "for all candidates with its large model; fetches all N latents back. The real "
+                        "choice never leaves this machine. Token: environment variable OBCLIP_CLOUD_TOKEN.",
+            inputs=[
+                Candidates.Input("candidates"),
+                io.String.Input("server_url", default="http://127.0.0.1:8188",
+                                tooltip="The cloud ComfyUI (http/https). Never this same server."),
+                io.String.Input("cloud_checkpoint", default="", tooltip="Checkpoint name on the cloud server."),
+                *generation_inputs(),
+                io.Int.Input("timeout_s", default=600, min=5, max=86400, tooltip="Limit for the whole remote run."),
+                Acceleration.Input("acceleration", optional=True),
+            ],
+            outputs=[io.Latent.Output("latents", display_name="latents",
+                                      tooltip="All N candidates' latents (k steps done)."),
+                     HandoffType.Output("handoff", display_name="handoff")],
+        )
+
+    @classmethod
+    async def execute(cls, candidates, server_url, cloud_checkpoint, negative, seed, steps, cloud_steps, cfg,
+                      sampler_name, scheduler, width, height, timeout_s, acceleration=None) -> io.NodeOutput:
+        accel = acceleration or AccelerationSettings()
+        try:
+            req = CloudRequest(candidates=tuple(candidates), checkpoint=cloud_checkpoint.strip(),
+                               negative=negative, seed=seed, steps=steps, cloud_steps=cloud_steps, cfg=cfg,
+                               sampler=sampler_name, scheduler=scheduler, width=width, height=height,
+                               acceleration=accel.to_dict()).validate()
+        except ProtocolError as e:
+            raise ValueError(f"ObCLIP Cloud Partial Sampler: {e}") from None
+        pbar = comfy.utils.ProgressBar(cloud_steps)
+        client = CloudClient(RemoteSettings(url=server_url, total_timeout=float(timeout_s)),
+                             own_prompt_id=_current_prompt_id())
+        try:
+            result = await client.run(req, on_progress=lambda v, m: pbar.update_absolute(v, m),
+                                      should_cancel=comfy.model_management.processing_interrupted)
+        except CloudError as e:
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            raise RuntimeError(f"ObCLIP Cloud Partial Sampler: {e}") from None
+        p = result.payload
+        report = {"n": int(p.latents.shape[0]), "rows_fetched": int(p.latents.shape[0]),
+                  "cloud_steps": cloud_steps, "steps": steps, "family": p.handoff.family,
+                  "latent_format": p.handoff.latent_format, "payload_sha256": p.sha256,
+                  "payload_bytes": p.nbytes, "bytes_sent": result.bytes_sent,
+                  "bytes_received": result.bytes_received, "sent_digest": result.sent_digest,
+                  "remote_prompt_id": result.prompt_id, "server_report": p.handoff.server_report,
+                  "timings": {k: round(v, 3) for k, v in result.timings.items()}}
+        text = (f"fetched all {report['rows_fetched']} latents ({p.nbytes / 1024:.1f} KiB, "
+                f"{p.handoff.family}) in {result.timings['total_s']:.2f} s")
+        return io.NodeOutput({"samples": p.latents}, p.handoff,
+                             ui={"text": [text], "obclip_report": [report]})
+
+
+def _current_prompt_id() -> str | None:
+    try:
+        from comfy_execution.utils import get_executing_context
+        ctx = get_executing_context()
+        return ctx.prompt_id if ctx else None
+    except ImportError:
+        return None
