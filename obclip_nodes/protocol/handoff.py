@@ -29,6 +29,7 @@ class Handoff:
     scheduler: str
     seed: int
     sigmas: tuple[float, ...] = field(default_factory=tuple)  # the full schedule, len T+1 (last is 0)
+    latent_shape: tuple[int, ...] = ()  # [C, H, W] of every row the cloud returned
     server_report: dict = field(default_factory=dict, compare=False)  # e.g. acceleration statistics
     version: int = HANDOFF_VERSION
 
@@ -73,12 +74,13 @@ class Handoff:
         if not isinstance(raw, dict):
             raise ProtocolError("hand-off metadata must be a JSON object")
         known = set(cls.__dataclass_fields__)
-        missing = sorted(known - set(raw) - {"version", "server_report"})
+        missing = sorted(known - set(raw) - {"version", "server_report", "latent_shape"})
         if missing:
             raise ProtocolError(f"hand-off metadata lacks {missing}: the cloud runs an older ObCLIP pack")
         try:
             h = cls(**{k: raw[k] for k in known if k in raw})
             h = cls(**{**asdict(h), "sigmas": tuple(float(s) for s in h.sigmas),
+                       "latent_shape": tuple(int(d) for d in h.latent_shape),
                        "steps": int(h.steps), "cloud_steps": int(h.cloud_steps), "seed": int(h.seed),
                        "latent_channels": int(h.latent_channels), "scale_factor": float(h.scale_factor),
                        "sigma_min": float(h.sigma_min), "sigma_max": float(h.sigma_max)})

@@ -5,11 +5,9 @@ import math
 
 from ..protocol import Handoff
 
-# Device models a user can pick per cloud latent space (for the refusal message).
-SUGGESTIONS = {
-    "SD15": "an SD1.x-family device model such as BK-SDM-Small/Tiny or segmind small-sd",
-    "SDXL": "an SDXL-family device model such as KOALA-700M, SSD-1B or Segmind-Vega",
-}
+from .presets import devices_for
+
+FAMILY_WORDS = {"SD15": "an SD1.x-family", "SDXL": "an SDXL-family"}
 
 
 class IncompatibleModelError(ValueError):
@@ -36,7 +34,9 @@ def check_device_model(handoff: Handoff, device_model, latent) -> None:
     sig = model_signature(device_model)
     cloud = f"the cloud model ({handoff.family}, {handoff.latent_format} latent space)"
     device = f"the device model ({sig['family']}, {sig['latent_format']} latent space)"
-    fix = SUGGESTIONS.get(handoff.latent_format, f"a device model with the {handoff.latent_format} latent format")
+    known = devices_for(handoff.latent_format)
+    fix = (f"{FAMILY_WORDS.get(handoff.latent_format, 'a')} device model such as {', '.join(known)}" if known
+           else f"a device model with the {handoff.latent_format} latent format")
     if sig["latent_format"] != handoff.latent_format or not math.isclose(sig["scale_factor"], handoff.scale_factor):
         raise IncompatibleModelError(f"{cloud} and {device} use different latent spaces, so the device "
                                      f"cannot continue the cloud's latents. Pick {fix}.")
@@ -52,6 +52,9 @@ def check_device_model(handoff: Handoff, device_model, latent) -> None:
                                          f"{sig[key]:.5g}: their noise schedules differ (zsnr or v-pred "
                                          "variant?); pick a device model trained on the same schedule.")
     samples = latent["samples"]
-    if samples.ndim != 4 or samples.shape[1] != handoff.latent_channels:
-        raise IncompatibleModelError(f"the latent to finish has shape {tuple(samples.shape)}; expected "
-                                     f"[1, {handoff.latent_channels}, H, W] from the ObCLIP Latent Selector")
+    expected = tuple(handoff.latent_shape) or (handoff.latent_channels,)
+    if samples.ndim != 4 or samples.shape[0] != 1 or tuple(samples.shape[1:1 + len(expected)]) != expected:
+        want = "x".join(map(str, expected))
+        raise IncompatibleModelError(f"the latent to finish has shape {tuple(samples.shape)} but the cloud "
+                                     f"returned rows of {want}; connect the ObCLIP Latent Selector's output "
+                                     "(one row of the latents the cloud returned)")

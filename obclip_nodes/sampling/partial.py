@@ -4,22 +4,12 @@ from __future__ import annotations
 import torch
 
 import comfy.sample
-import comfy.samplers
 import latent_preview
 
 from ..protocol import Handoff
 from .compat import model_signature
-
-
-def schedule(model, steps: int, sampler: str, scheduler: str) -> torch.Tensor:
-    """The exact sigmas KSamplerAdvanced would use for this model, sampler and scheduler."""
-    if sampler not in comfy.samplers.KSampler.SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {comfy.samplers.KSampler.SAMPLERS}")
-    if scheduler not in comfy.samplers.KSampler.SCHEDULERS:
-        raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {comfy.samplers.KSampler.SCHEDULERS}")
-    ks = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler, scheduler=scheduler,
-                                 denoise=1.0, model_options=model.model_options)
-    return ks.sigmas.to("cpu", torch.float32)
+from .noise import row_shared_sampler
+from .schedule import ksampler_sigmas
 
 
 def partial_sample(model, positive, negative, *, n: int, width: int, height: int, seed: int, steps: int,
@@ -27,7 +17,8 @@ def partial_sample(model, positive, negative, *, n: int, width: int, height: int
     """Run steps 0..k on an N-row latent whose rows all start from the same noise.
 
     Row i equals a single-prompt KSamplerAdvanced run of prompt i (add_noise, end_at_step=k,
-    return_with_leftover_noise) because every row gets the batch-1 noise of `seed`.
+    return_with_leftover_noise) because every row gets the batch-1 noise of `seed`, both the initial
+    noise and, for ancestral/SDE samplers, the noise drawn at each step.
     """
     if not (1 <= cloud_steps <= steps):
         raise ValueError(f"cloud_steps={cloud_steps} must be between 1 and steps={steps}")
@@ -37,12 +28,13 @@ def partial_sample(model, positive, negative, *, n: int, width: int, height: int
     empty = comfy.sample.fix_empty_latent_channels(model, empty)
     noise = comfy.sample.prepare_noise(empty, seed).repeat(n, 1, 1, 1)
     latent = empty.repeat(n, 1, 1, 1)
-    sigmas = schedule(model, steps, sampler, scheduler)
+    sigmas = ksampler_sigmas(model, steps, sampler, scheduler)
     callback = latent_preview.prepare_callback(model, cloud_steps)
-    samples = comfy.sample.sample_custom(model, noise, cfg, comfy.samplers.sampler_object(sampler),
+    samples = comfy.sample.sample_custom(model, noise, cfg, row_shared_sampler(sampler),
                                          sigmas[:cloud_steps + 1], positive, negative, latent,
                                          callback=callback, seed=seed)
     sig = model_signature(model)
     handoff = Handoff(**sig, steps=steps, cloud_steps=cloud_steps, sampler=sampler, scheduler=scheduler,
-                      seed=int(seed), sigmas=tuple(float(s) for s in sigmas.tolist())).validate()
+                      seed=int(seed), sigmas=tuple(float(s) for s in sigmas.tolist()),
+                      latent_shape=tuple(samples.shape[1:])).validate()
     return {"samples": samples.to("cpu", torch.float32)}, handoff

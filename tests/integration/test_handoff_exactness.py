@@ -1,0 +1,144 @@
+"""Issue 5: the ObCLIP path equals single-prompt runs; mismatches are refused; sigma-matched hand-off."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.comfy
+TOL = 1e-4  # relative to the latent's magnitude: float noise from batching, not a method error
+
+
+@pytest.fixture(scope="module")
+def bench(comfy_root):
+    from obclip_nodes.bench import handoff
+    return handoff
+
+
+@pytest.mark.parametrize("family, sampler", [("sd15", "euler"), ("sd15", "ddim"), ("sdxl", "euler")])
+def test_real_candidate_equals_the_single_prompt_hybrid_for_every_n(bench, family, sampler, request):
+    cloud, device = request.getfixturevalue(f"{family}_models")
+    cases = bench.exactness_cases(cloud, device, family, sampler, ns=(1, 2, 4, 6))
+    assert [c["n"] for c in cases] == [1, 2, 4, 6]
+    for c in cases:
+        assert c["rel_diff"] < TOL, c
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_device_equal_to_cloud_reproduces_an_uninterrupted_cloud_run(bench, family, request):
+    cloud, _ = request.getfixturevalue(f"{family}_models")
+    case = bench.uninterrupted_case(cloud, family, "euler")
+    assert case["rel_diff"] < TOL, case
+
+
+@pytest.mark.parametrize("sampler", ["euler_ancestral", "dpmpp_2m_sde", "dpmpp_2m"])
+def test_noisy_and_multistep_samplers_still_match_the_single_prompt_hybrid(bench, sampler, sd15_models):
+    """Step noise is shared across rows, so each row matches its own single-prompt run."""
+    cloud, device = sd15_models
+    for c in bench.exactness_cases(cloud, device, "sd15", sampler, ns=(3,)):
+        assert c["rel_diff"] < TOL, c
+
+
+def test_batch_dependent_noise_is_what_the_row_sharing_fixes(bench, sd15_models):
+    """Without row-shared step noise, row 2 of a 3-row batch would not match its single run."""
+    import comfy.samplers
+    from obclip_nodes.sampling import partial as partial_mod
+    cloud, device = sd15_models
+    original = partial_mod.row_shared_sampler
+    partial_mod.row_shared_sampler = comfy.samplers.sampler_object
+    try:
+        c = bench.exactness_cases(cloud, device, "sd15", "euler_ancestral", ns=(3,))[0]
+    finally:
+        partial_mod.row_shared_sampler = original
+    assert c["rel_diff"] > 1e-3, c
+
+
+def test_uninterrupted_deviation_of_multistep_samplers_is_measured_not_hidden(bench, sd15_models):
+    cloud, _ = sd15_models
+    exact = bench.uninterrupted_case(cloud, "sd15", "euler")["rel_diff"]
+    multistep = bench.uninterrupted_case(cloud, "sd15", "dpmpp_2m")["rel_diff"]
+    assert exact < TOL < multistep  # dpmpp_2m restarts its history at the split
+
+
+def test_sigma_matched_tail_starts_exactly_at_the_cloud_stop(sd15_models):
+    from obclip_nodes.bench.handoff import settings
+    from obclip_nodes.sampling.schedule import HANDOFF_MODES, NEAREST_STEP, device_tail, ksampler_sigmas
+    from obclip_nodes.sampling import model_signature
+    from obclip_nodes.protocol import Handoff
+    (cm, _, _), (dm, _, _) = sd15_models
+    s = settings("sd15")
+    cloud_sigmas = ksampler_sigmas(cm, 8, "euler", "normal")
+    h = Handoff(**model_signature(cm), steps=8, cloud_steps=4, sampler="euler", scheduler="normal", seed=1,
+                sigmas=tuple(cloud_sigmas.tolist()), latent_shape=(4, 8, 8))
+    replay = device_tail(h, dm, mode=HANDOFF_MODES[0])
+    assert replay.tolist() == list(h.sigmas[4:])
+    matched = device_tail(h, dm, mode=HANDOFF_MODES[1], steps=25)
+    device25 = ksampler_sigmas(dm, 25, "euler", "normal")
+    assert matched[0].item() == h.stop_sigma
+    assert (matched[1:] < h.stop_sigma).all() and (matched[1:] == device25[device25 < h.stop_sigma]).all()
+    nearest = device_tail(h, dm, mode=NEAREST_STEP, steps=25)
+    assert nearest[0].item() != h.stop_sigma and abs(nearest[0].item() - h.stop_sigma) < 0.5 * h.stop_sigma
+    assert s["width"] == 64
+
+
+def test_sigma_matched_beats_the_nearest_step_shift(bench, sd15_models):
+    cloud, device = sd15_models
+    case = bench.sigma_matched_case(cloud, device, "sd15")
+    assert case["sigma_matched"]["rel_diff"] < case["nearest_step"]["rel_diff"], case
+
+
+def _handoff_for(model, **kw):
+    from obclip_nodes.sampling import model_signature
+    from obclip_nodes.protocol import Handoff
+    return Handoff(**{**model_signature(model), **kw}, steps=4, cloud_steps=2, sampler="euler",
+                   scheduler="normal", seed=0, sigmas=(14.6, 3.0, 1.0, 0.3, 0.0), latent_shape=(4, 8, 8))
+
+
+def test_every_mismatch_is_refused_with_both_models_and_the_fix(sd15_models, sdxl_models):
+    from obclip_nodes.sampling import IncompatibleModelError, check_device_model
+    (sd15, _, _), (sd15_small, _, _) = sd15_models
+    (sdxl, _, _), (koala, _, _) = sdxl_models
+    lat = {"samples": torch.zeros(1, 4, 8, 8)}
+    cases = [
+        (_handoff_for(sdxl), sd15_small, lat, r"SDXL.*SD15.*SDXL-family device model such as .*KOALA-700M"),
+        (_handoff_for(sd15), koala, lat, r"SD15.*KOALA_700M.*SD1\.x-family device model"),
+        (_handoff_for(sd15, latent_channels=16), sd15_small, lat, "16 latent channels"),
+        (_handoff_for(sd15, model_type="V_PREDICTION"), sd15_small, lat, "predicts V_PREDICTION"),
+        (_handoff_for(sd15, sigma_max=80.0), sd15_small, lat, "sigma_max=80"),
+        (_handoff_for(sd15), sd15_small, {"samples": torch.zeros(1, 4, 16, 16)}, r"returned rows of 4x8x8"),
+        (_handoff_for(sd15), sd15_small, {"samples": torch.zeros(3, 4, 8, 8)}, r"shape \(3, 4, 8, 8\)"),
+    ]
+    for handoff, model, latent, message in cases:
+        with pytest.raises(IncompatibleModelError, match=message):
+            check_device_model(handoff, model, latent)
+    check_device_model(_handoff_for(sd15), sd15_small, lat)  # the matching pair passes
+    check_device_model(_handoff_for(sdxl), koala, lat)
+
+
+def test_latent_selector_keeps_fields_consistent_and_never_changes_the_fetched_rows(comfy_root):
+    from obclip_nodes.nodes.selector import LatentSelector
+    from obclip_nodes.nodes.types import PrivateSelection
+    samples = torch.randn(4, 4, 8, 8)
+    fetched = {"samples": samples, "batch_index": [0, 1, 2, 3], "noise_mask": torch.rand(4, 1, 8, 8)}
+    before = {k: (v.clone() if torch.is_tensor(v) else list(v)) for k, v in fetched.items()}
+    out = LatentSelector.execute(fetched, PrivateSelection(real_index=2, prompt="p", n=4)).result[0]
+    assert torch.equal(out["samples"], samples[2:3]) and torch.equal(out["noise_mask"], before["noise_mask"][2:3])
+    assert "batch_index" not in out
+    out["samples"].add_(1)  # the output is a copy: editing it leaves the fetched batch alone
+    assert torch.equal(fetched["samples"], before["samples"]) and fetched["batch_index"] == before["batch_index"]
+    with pytest.raises(ValueError, match="got 4 latents for 6 candidates"):
+        LatentSelector.execute(fetched, PrivateSelection(real_index=0, prompt="p", n=6))
+
+
+def test_pair_presets_are_valid_comfy_settings_in_one_latent_space(comfy_root):
+    import comfy.samplers
+    from obclip_nodes.sampling.presets import PRESETS
+    from obclip_nodes.sampling.schedule import HANDOFF_MODES
+    assert len(PRESETS) == 7
+    for p in PRESETS:
+        assert p.sampler in comfy.samplers.KSampler.SAMPLERS and p.scheduler in comfy.samplers.KSampler.SCHEDULERS
+        assert 1 <= p.cloud_steps <= p.steps and p.schedule in HANDOFF_MODES
+        assert p.latent_format == ("SDXL" if "SDXL" in p.cloud else "SD15")
+    lcm = next(p for p in PRESETS if p.sampler == "lcm")
+    assert lcm.schedule == HANDOFF_MODES[1] and lcm.device_steps == 25
