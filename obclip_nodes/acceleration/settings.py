@@ -6,30 +6,37 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-STRATEGIES = ("batch_reuse", "attention_cache", "block_skip", "uncond_dedup")
+STRATEGIES = ("uncond_dedup", "uncond_share", "batch_reuse", "attention_cache", "block_skip")
 # Strategies whose ModelPatcher wrappers exist in this version; the rest are accepted and reported
 # as not applied, so a user never believes an acceleration ran when it did not.
-IMPLEMENTED: frozenset[str] = frozenset()
+IMPLEMENTED: frozenset[str] = frozenset(STRATEGIES)
+EXACT = frozenset({"uncond_dedup"})  # the only strategy that changes no number (up to float batching)
+SKIP_MODES = ("up_path", "deepcache")
 
 
 @dataclass(frozen=True)
 class AccelerationSettings:
-    batch_reuse: bool = False       # paper Alg. 2: pivot attention map shared across the N rows
-    attention_cache: bool = False   # T-GATE style, after the cache point
+    batch_reuse: bool = False       # paper Alg. 2: pivot attention map shared across the N rows (steps < r)
+    attention_cache: bool = False   # T-GATE style: attention outputs cached after r, refreshed every R steps
     block_skip: bool = False        # DeepCache style, after the skip point
-    uncond_dedup: bool = False      # shared noise + shared negative: compute the uncond branch once
+    uncond_dedup: bool = False      # exact: identical rows of a chunk (the uncond rows at step 0) run once
+    uncond_share: bool = False      # ours, approximate: the uncond branch runs for the pivot row only
     cache_point: int = 3            # r, in cloud steps
     skip_point: int = 3             # s, in cloud steps
-    refresh_every: int = 5          # attention-cache refresh interval
-    pivot_index: int = 0            # public, fixed: never the real candidate's index
+    refresh_every: int = 5          # attention-cache refresh interval R
+    pivot_index: int = 0            # public, fixed: never depends on the real candidate's index
+    skip_mode: str = "up_path"      # up_path: paper (down + mid cached, all up blocks run); deepcache
+    skip_branch: int = 0            # input blocks 0..b always run (and, deepcache, the last b+1 up blocks)
 
     def validate(self) -> "AccelerationSettings":
-        for name in ("cache_point", "skip_point", "refresh_every", "pivot_index"):
+        for name in ("cache_point", "skip_point", "refresh_every", "pivot_index", "skip_branch"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"acceleration {name}={v!r} must be a non-negative integer")
         if self.refresh_every < 1:
             raise ValueError("acceleration refresh_every must be at least 1")
+        if self.skip_mode not in SKIP_MODES:
+            raise ValueError(f"acceleration skip_mode={self.skip_mode!r} must be one of {list(SKIP_MODES)}")
         return self
 
     @property
@@ -44,6 +51,10 @@ class AccelerationSettings:
         return asdict(self)
 
     @classmethod
+    def all_on(cls, **overrides) -> "AccelerationSettings":
+        return cls(**{**{s: True for s in STRATEGIES}, **overrides}).validate()
+
+    @classmethod
     def from_dict(cls, raw: dict | None) -> "AccelerationSettings":
         raw = dict(raw or {})
         known = {f.name for f in fields(cls)}
@@ -53,4 +64,6 @@ class AccelerationSettings:
         for s in STRATEGIES:
             if s in raw and not isinstance(raw[s], bool):
                 raise ValueError(f"acceleration {s} must be true or false")
+        if "skip_mode" in raw and not isinstance(raw["skip_mode"], str):
+            raise ValueError("acceleration skip_mode must be a string")
         return cls(**raw).validate()

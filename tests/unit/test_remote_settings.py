@@ -25,7 +25,7 @@ def test_token_comes_from_the_environment_only(monkeypatch):
 def test_acceleration_settings_validate_and_report_honestly():
     s = AccelerationSettings.from_dict({"batch_reuse": True, "block_skip": True})
     assert s.requested == ("batch_reuse", "block_skip")
-    assert s.applied == ()  # nothing is implemented yet; the node must not claim otherwise
+    assert s.applied == ("batch_reuse", "block_skip")  # the report names exactly what ran
     with pytest.raises(ValueError, match="unknown acceleration"):
         AccelerationSettings.from_dict({"turbo": True})
     with pytest.raises(ValueError, match="true or false"):

@@ -1,0 +1,141 @@
+"""The cache strategies as ModelPatcher wrappers on the generated SD1.5 / SDXL models, in-process."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.comfy
+
+PROMPTS = ["a photo of a young man", "a photo of a young woman", "a photo of an old man",
+           "a photo of an old woman", "a photo of a young boy", "a photo of a young girl",
+           "a photo of an old lady", "a photo of an old gentleman"]
+RUN = dict(width=32, height=32, seed=7, steps=6, cloud_steps=3, cfg=5.0, sampler="euler", scheduler="normal")
+
+
+def sample(model, clip, n=3, **over):
+    from obclip_nodes.sampling import encode_batch, partial_sample
+    s = {**RUN, **over}
+    return partial_sample(model, encode_batch(clip, PROMPTS[:n]), encode_batch(clip, ["blurry"]), n=n,
+                          width=s["width"], height=s["height"], seed=s["seed"], steps=s["steps"],
+                          cloud_steps=s["cloud_steps"], cfg=s["cfg"], sampler=s["sampler"],
+                          scheduler=s["scheduler"])[0]["samples"]
+
+
+@pytest.fixture(scope="module")
+def sd15(sd15_models):
+    (cm, cc, _), _ = sd15_models
+    return cm, cc, sample(cm, cc)
+
+
+def accel(cm, n=3, **settings):
+    from obclip_nodes.acceleration import AccelerationSettings, accelerate
+    return accelerate(cm, AccelerationSettings.from_dict(settings), n_candidates=n)
+
+
+@pytest.mark.parametrize("settings", [
+    {},  # all strategies off: wrappers installed, nothing changes
+    {"block_skip": True, "skip_point": 99},  # our copy of UNetModel._forward, never skipping
+    {"batch_reuse": True, "attention_cache": True, "cache_point": 0, "refresh_every": 1},  # patched attention, idle
+], ids=["all-off", "block-skip-idle", "attention-idle"])
+def test_strategies_off_are_bit_identical_to_the_unpatched_model(sd15, settings):
+    cm, cc, ref = sd15
+    m, report = accel(cm, **settings)
+    assert m is not cm and not cm.wrappers  # a clone; the caller's model is untouched
+    out = sample(m, cc)
+    assert torch.equal(out, ref)
+    assert report["last_run"]["fraction_skipped"] == 0.0 and report["last_run"]["steps"] == RUN["cloud_steps"]
+    if not settings:
+        assert torch.equal(sample(cm, cc), ref)  # and the original still samples as before
+
+
+def test_uncond_dedup_is_exact_and_skips_the_step0_uncond_rows(sd15):
+    cm, cc, ref = sd15
+    m, report = accel(cm, uncond_dedup=True)
+    out = sample(m, cc)
+    scale = ref.abs().max().item()
+    assert scale > 1.0
+    assert torch.allclose(out, ref, rtol=0, atol=1e-5 * scale), (out - ref).abs().max()
+    r = report["last_run"]
+    assert r["events"]["dedup_rows"] == 2  # N-1 uncond rows at step 0, none later (latents diverge)
+    assert r["fraction_skipped"] == pytest.approx(2 / (2 * 3 * RUN["cloud_steps"]), abs=1e-4)
+
+
+@pytest.mark.parametrize("name,settings,min_skipped", [
+    ("uncond_share", {"uncond_share": True}, 0.30),
+    ("batch_reuse", {"batch_reuse": True, "cache_point": 3}, 0.01),
+    ("attention_cache", {"attention_cache": True, "cache_point": 1, "refresh_every": 5}, 0.05),
+    ("block_skip", {"block_skip": True, "skip_point": 1}, 0.05),
+    ("deepcache", {"block_skip": True, "skip_point": 1, "skip_mode": "deepcache"}, 0.15),
+])
+def test_each_approximate_strategy_engages_and_stays_close(sd15, name, settings, min_skipped):
+    cm, cc, ref = sd15
+    m, report = accel(cm, **settings)
+    out = sample(m, cc)
+    r = report["last_run"]
+    assert r["fraction_skipped"] >= min_skipped, r
+    assert torch.isfinite(out).all()
+    assert not torch.equal(out, ref)  # it really changed something
+    rel = ((out - ref).norm() / ref.norm()).item()
+    assert rel < 0.5, rel  # random-weight model: a loose bound that still catches a broken scatter
+
+
+@pytest.mark.parametrize("n", [1, 8])
+def test_all_strategies_any_batch_size_and_cfg1(sd15, n):
+    cm, cc, _ = sd15
+    m, report = accel(cm, n=n, **{s: True for s in ("uncond_dedup", "uncond_share", "batch_reuse",
+                                                  "attention_cache", "block_skip")},
+                      cache_point=1, skip_point=2, refresh_every=2)
+    out = sample(m, cc, n=n, steps=4, cloud_steps=3)
+    assert out.shape == (n, 4, 4, 4) and torch.isfinite(out).all()
+    out1 = sample(m, cc, n=n, steps=4, cloud_steps=2, cfg=1.0)  # uncond skipped by ComfyUI
+    assert torch.isfinite(out1).all()
+    if n == 1:  # nothing to share: only the temporal caches act
+        assert report["last_run"]["events"]["shared_rows"] == 0
+
+
+def test_no_state_leaks_between_runs_of_different_size_and_steps(sd15):
+    cm, cc, _ = sd15
+    m, report = accel(cm, n=2, uncond_dedup=True, uncond_share=True, batch_reuse=True, attention_cache=True,
+                      block_skip=True, cache_point=1, skip_point=1)
+    a = sample(m, cc, n=2, steps=6, cloud_steps=3, width=32, height=32)
+    assert report["last_run"]["events"]["block_skip_calls"] == 2
+    sample(m, cc, n=2, width=48, height=40, steps=5, cloud_steps=2)  # other shape, other step count
+    assert report["runs"] == 2 and report["last_run"]["steps"] == 2
+    assert torch.equal(sample(m, cc, n=2, steps=6, cloud_steps=3, width=32, height=32), a)  # fresh state per run
+
+
+def test_pivot_is_a_public_setting_that_changes_results_and_is_validated(sd15):
+    cm, cc, _ = sd15
+    outs = [sample(accel(cm, n=2, batch_reuse=True, pivot_index=p)[0], cc, n=2, steps=4, cloud_steps=2)
+            for p in (0, 1)]
+    assert not torch.equal(outs[0], outs[1])
+    with pytest.raises(ValueError, match="pivot_index"):
+        accel(cm, n=2, pivot_index=2)
+
+
+def test_runtime_accounting_equals_counted_flops_and_separate_cond_calls(comfy_root):
+    """The report's FLOPs are the FlopCounterMode count, also with cond and uncond in separate calls."""
+    from obclip_nodes.acceleration import AccelerationSettings
+    from obclip_nodes.acceleration.costs import REAL_UNETS, meta_unet
+    from obclip_nodes.acceleration.simulate import count_run, install_attention
+    for arch, modes in (("sd15", (False, True)), ("sdxl", (False,))):
+        cfg = REAL_UNETS[arch]
+        unet = meta_unet(cfg)
+        install_attention(unet)
+        plain = count_run(unet, cfg, None, n=3, k=4, latent=(4, 8, 8))
+        for separate in modes:
+            r = count_run(unet, cfg, AccelerationSettings.all_on(cache_point=1, skip_point=2), n=3, k=4,
+                          latent=(4, 8, 8), separate=separate)
+            assert r["accounted_full_flops"] == pytest.approx(plain["total_flops"], rel=1e-9)
+            assert r["accounted_run_flops"] == pytest.approx(r["total_flops"], rel=1e-9)
+            assert r["total_flops"] < 0.6 * plain["total_flops"]
+
+
+def test_sdxl_all_strategies_run(sdxl_models):
+    (cm, cc, _), _ = sdxl_models
+    m, report = accel(cm, n=2, uncond_dedup=True, uncond_share=True, batch_reuse=True, attention_cache=True,
+                      block_skip=True, cache_point=1, skip_point=1)
+    out = sample(m, cc, n=2, steps=3, cloud_steps=2)
+    assert out.shape == (2, 4, 4, 4) and torch.isfinite(out).all()
+    r = report["last_run"]
+    assert r["events"]["block_skip_calls"] == 1 and r["fraction_skipped"] > 0.3
