@@ -9,6 +9,7 @@ from .expander import CandidateExpander
 from .finisher import DeviceFinisher
 from .selector import LatentSelector
 from .server import ServerReturn, ServerSampler
+from ..remote import server_side  # noqa: F401,E402  installs token auth + result store on a running server
 
 NODES: list[type[io.ComfyNode]] = [
     CandidateExpander, CloudPartialSampler, CacheAccelerator, LatentSelector, DeviceFinisher,

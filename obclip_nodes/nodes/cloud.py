@@ -25,7 +25,10 @@ class CloudPartialSampler(io.ComfyNode):
             inputs=[
                 Candidates.Input("candidates"),
                 io.String.Input("server_url", default="http://127.0.0.1:8188",
-                                tooltip="The cloud ComfyUI (http/https). Never this same server."),
+                                tooltip="The cloud ComfyUI (http/https). Never this same server. Several URLs, "
+                                        "comma-separated: the one with the shortest queue is used, the next ones "
+                                        "on connection errors. Credentials and CA files: environment or secrets "
+                                        "file, never here."),
                 io.String.Input("cloud_checkpoint", default="", tooltip="Checkpoint name on the cloud server."),
                 *generation_inputs(),
                 io.Int.Input("timeout_s", default=600, min=5, max=86400, tooltip="Limit for the whole remote run."),
@@ -48,9 +51,9 @@ class CloudPartialSampler(io.ComfyNode):
         except ProtocolError as e:
             raise ValueError(f"ObCLIP Cloud Partial Sampler: {e}") from None
         pbar = comfy.utils.ProgressBar(cloud_steps)
-        client = CloudClient(RemoteSettings(url=server_url, total_timeout=float(timeout_s)),
-                             own_prompt_id=_current_prompt_id())
         try:
+            client = CloudClient(RemoteSettings(url=server_url, total_timeout=float(timeout_s)),
+                                 own_prompt_id=_current_prompt_id())
             result = await client.run(req, on_progress=lambda v, m: pbar.update_absolute(v, m),
                                       should_cancel=comfy.model_management.processing_interrupted)
         except CloudError as e:
@@ -63,9 +66,17 @@ class CloudPartialSampler(io.ComfyNode):
                   "payload_bytes": p.nbytes, "bytes_sent": result.bytes_sent,
                   "bytes_received": result.bytes_received, "sent_digest": result.sent_digest,
                   "remote_prompt_id": result.prompt_id, "server_report": p.handoff.server_report,
-                  "timings": {k: round(v, 3) for k, v in result.timings.items()}}
+                  "server": result.server, "mode": result.mode, "failed_over_from": result.attempts,
+                  "reconnects": result.reconnects,
+                  "timings": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.timings.items()}}
         text = (f"fetched all {report['rows_fetched']} latents ({p.nbytes / 1024:.1f} KiB, "
-                f"{p.handoff.family}) in {result.timings['total_s']:.2f} s")
+                f"{p.handoff.family}) from {result.server} in {result.timings['total_s']:.2f} s")
+        if result.mode == "stock":
+            text += (f"\nSTOCK-NODES MODE: the cloud lacks the ObCLIP pack, so it ran one stock sampler per "
+                     f"candidate, no acceleration, and left the latent files on its disk; the cloud model was "
+                     f"assumed to be {p.handoff.family} (set OBCLIP_STOCK_FAMILY otherwise)")
+        if result.attempts:
+            text += "\nfailed over from: " + "; ".join(u for u, _ in result.attempts)
         return io.NodeOutput({"samples": p.latents}, p.handoff,
                              ui={"text": [text], "obclip_report": [report]})
 

@@ -7,7 +7,7 @@ import json
 from comfy_api.latest import io
 
 from ..acceleration import AccelerationSettings, accelerate
-from ..protocol.payload import encode_payload
+from ..protocol.payload import encode_payload, encode_payload_bytes, fetch_ui
 from ..protocol.request import SERVER_RETURN, SERVER_SAMPLER
 from ..sampling import encode_batch, partial_sample
 from .common import generation_inputs, parse_candidates
@@ -62,12 +62,32 @@ class ServerReturn(io.ComfyNode):
             display_name="ObCLIP Server Return",
             category="ObCLIP/server",
             description="Returns all N latents and the hand-off data to the client as checksummed "
-                        "safetensors in the result (no file is written on the server).",
+                        "safetensors, held in memory for one binary fetch by the client (no file is "
+                        "written on the server, and the bytes are not kept in /history).",
             inputs=[io.Latent.Input("latents"), HandoffType.Input("handoff")],
             outputs=[],
             is_output_node=True,
         )
 
     @classmethod
+    def fingerprint_inputs(cls, latents, handoff):
+        return float("nan")  # never serve a cached ui: each prompt id needs its own stored result
+
+    @classmethod
     def execute(cls, latents, handoff) -> io.NodeOutput:
-        return io.NodeOutput(ui=encode_payload(latents["samples"], handoff))
+        from ..remote import server_side
+        raw, sha, rows = encode_payload_bytes(latents["samples"], handoff)
+        prompt_id = _current_prompt_id()
+        if server_side.store_result(prompt_id, raw):
+            path = server_side.RESULT_ROUTE.format(prompt_id=prompt_id)
+            return io.NodeOutput(ui=fetch_ui(path, sha, rows, len(raw)))
+        return io.NodeOutput(ui=encode_payload(latents["samples"], handoff))  # no server: inline base64
+
+
+def _current_prompt_id() -> str | None:
+    try:
+        from comfy_execution.utils import get_executing_context
+        ctx = get_executing_context()
+        return ctx.prompt_id if ctx else None
+    except ImportError:
+        return None

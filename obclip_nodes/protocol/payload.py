@@ -21,6 +21,8 @@ TENSOR_KEY = "latents"
 META_KEY = "obclip_handoff"
 # The ui keys the server's return node emits (ComfyUI requires list values).
 UI_PAYLOAD, UI_SHA256, UI_ROWS = "obclip_payload", "obclip_sha256", "obclip_rows"
+# When the server holds the bytes for a binary fetch instead of inlining them as base64:
+UI_FETCH, UI_NBYTES = "obclip_fetch", "obclip_nbytes"
 DEFAULT_MAX_BYTES = 512 * 2**20
 
 
@@ -32,16 +34,25 @@ class LatentPayload:
     nbytes: int                # size of the safetensors bytes
 
 
-def encode_payload(latents: torch.Tensor, handoff: Handoff) -> dict:
-    """-> the server node's ui dict: base64 safetensors, its sha256 and the row count."""
+def encode_payload_bytes(latents: torch.Tensor, handoff: Handoff) -> tuple[bytes, str, int]:
+    """-> (safetensors bytes, their sha256, row count). The hand-off rides in the header."""
     handoff.validate()
     t = latents.detach().to("cpu", torch.float32).contiguous()
     if t.ndim != 4:
         raise ProtocolError(f"latents must be [N, C, H, W], got shape {tuple(t.shape)}")
     raw = st_save({TENSOR_KEY: t}, metadata={META_KEY: handoff.to_json()})  # one key: stable bytes
-    return {UI_PAYLOAD: [base64.b64encode(raw).decode("ascii")],
-            UI_SHA256: [hashlib.sha256(raw).hexdigest()],
-            UI_ROWS: [int(t.shape[0])]}
+    return raw, hashlib.sha256(raw).hexdigest(), int(t.shape[0])
+
+
+def encode_payload(latents: torch.Tensor, handoff: Handoff) -> dict:
+    """-> the server node's ui dict: base64 safetensors, its sha256 and the row count."""
+    raw, sha, rows = encode_payload_bytes(latents, handoff)
+    return {UI_PAYLOAD: [base64.b64encode(raw).decode("ascii")], UI_SHA256: [sha], UI_ROWS: [rows]}
+
+
+def fetch_ui(path: str, sha: str, rows: int, nbytes: int) -> dict:
+    """-> the server node's ui dict when the bytes wait on the server for one binary GET."""
+    return {UI_FETCH: [path], UI_SHA256: [sha], UI_ROWS: [int(rows)], UI_NBYTES: [int(nbytes)]}
 
 
 def _safetensors_metadata(raw: bytes) -> dict:
@@ -57,7 +68,8 @@ def _safetensors_metadata(raw: bytes) -> dict:
     return header.get("__metadata__") or {}
 
 
-def decode_payload(ui: dict, expected_rows: int, *, max_bytes: int = DEFAULT_MAX_BYTES) -> LatentPayload:
+def decode_payload(ui: dict, expected_rows: int, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                   expected_hw: tuple[int, int] | None = None) -> LatentPayload:
     """Verify and decode what the server's return node produced; refuse anything unexpected."""
     try:
         b64, sha, rows = ui[UI_PAYLOAD][0], ui[UI_SHA256][0], int(ui[UI_ROWS][0])
@@ -70,6 +82,15 @@ def decode_payload(ui: dict, expected_rows: int, *, max_bytes: int = DEFAULT_MAX
         raw = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         raise ProtocolError("latent payload is not valid base64") from None
+    return decode_payload_bytes(raw, sha, rows, expected_rows, max_bytes=max_bytes, expected_hw=expected_hw)
+
+
+def decode_payload_bytes(raw: bytes, sha: str, rows: int, expected_rows: int, *,
+                         max_bytes: int = DEFAULT_MAX_BYTES,
+                         expected_hw: tuple[int, int] | None = None) -> LatentPayload:
+    """Verify and decode the raw safetensors bytes of a payload (checksum, header, shape, values)."""
+    if len(raw) > max_bytes:
+        raise ProtocolError(f"latent payload is larger than the {max_bytes} byte limit")
     digest = hashlib.sha256(raw).hexdigest()
     if digest != sha:
         raise ProtocolError(f"latent payload checksum mismatch (got {digest[:12]}, expected {str(sha)[:12]}): "
@@ -89,6 +110,10 @@ def decode_payload(ui: dict, expected_rows: int, *, max_bytes: int = DEFAULT_MAX
                             f"{expected_rows} candidates; every candidate's latent must come back")
     if t.shape[1] != handoff.latent_channels:
         raise ProtocolError(f"latents have {t.shape[1]} channels but the hand-off says {handoff.latent_channels}")
+    if expected_hw is not None and tuple(t.shape[2:]) != tuple(expected_hw):
+        raise ProtocolError(f"the cloud returned latents of {t.shape[2]}x{t.shape[3]} but the request asked for "
+                            f"{expected_hw[0]}x{expected_hw[1]} (width and height / 8); the cloud did not run "
+                            "the requested size")
     if not torch.isfinite(t).all():
         raise ProtocolError("the cloud returned latents with NaN or infinite values")
     return LatentPayload(latents=t, handoff=handoff, sha256=digest, nbytes=len(raw))

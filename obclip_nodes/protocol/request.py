@@ -96,3 +96,41 @@ def build_server_prompt(req: CloudRequest) -> dict:
 def encode_body(obj: dict) -> bytes:
     """Canonical JSON bytes for everything posted to the server (sorted keys, no spaces)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+STOCK_SAVE_PREFIX = "obclip/latents"  # fixed: the file names asked for never depend on the real candidate
+
+
+def stock_node_ids(n: int) -> dict:
+    """Fixed ids of the stock-nodes graph: a function of N only."""
+    return {"loader": "1", "negative": "2", "empty": "3",
+            "positive": [f"p{i}" for i in range(n)], "sampler": [f"k{i}" for i in range(n)],
+            "save": [f"s{i}" for i in range(n)]}
+
+
+def build_stock_prompt(req: CloudRequest) -> dict:
+    """The same cloud work with stock ComfyUI nodes only, for a cloud without this pack.
+
+    One KSamplerAdvanced per candidate (steps 0..k, leftover noise kept, batch-1 noise of the seed:
+    row i equals the pack's batched row i) and one SaveLatent per candidate, fetched with /view.
+    The acceleration settings cannot be honoured by stock nodes and are not sent.
+    """
+    req.validate()
+    ids = stock_node_ids(len(req.candidates))
+    graph = {
+        ids["loader"]: {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": req.checkpoint}},
+        ids["negative"]: {"class_type": "CLIPTextEncode", "inputs": {"text": req.negative, "clip": [ids["loader"], 1]}},
+        ids["empty"]: {"class_type": "EmptyLatentImage", "inputs": {
+            "width": int(req.width), "height": int(req.height), "batch_size": 1}},
+    }
+    for i, text in enumerate(req.candidates):
+        p, k, s = ids["positive"][i], ids["sampler"][i], ids["save"][i]
+        graph[p] = {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": [ids["loader"], 1]}}
+        graph[k] = {"class_type": "KSamplerAdvanced", "inputs": {
+            "model": [ids["loader"], 0], "positive": [p, 0], "negative": [ids["negative"], 0],
+            "latent_image": [ids["empty"], 0], "add_noise": "enable", "noise_seed": int(req.seed),
+            "steps": int(req.steps), "cfg": float(req.cfg), "sampler_name": req.sampler,
+            "scheduler": req.scheduler, "start_at_step": 0, "end_at_step": int(req.cloud_steps),
+            "return_with_leftover_noise": "enable"}}
+        graph[s] = {"class_type": "SaveLatent", "inputs": {"samples": [k, 0], "filename_prefix": STOCK_SAVE_PREFIX}}
+    return graph

@@ -1,4 +1,4 @@
-"""The ComfyUI API client that talks to the untrusted cloud server (aiohttp)."""
-from .client import CloudClient, CloudError, CloudResult, RemoteSettings
+"""The ComfyUI API client that talks to the untrusted cloud server (aiohttp), and the pack's server side."""
+from .client import CloudCancelled, CloudClient, CloudError, CloudResult, CloudUnreachable, RemoteSettings
 
-__all__ = ["CloudClient", "CloudError", "CloudResult", "RemoteSettings"]
+__all__ = ["CloudClient", "CloudError", "CloudUnreachable", "CloudCancelled", "CloudResult", "RemoteSettings"]

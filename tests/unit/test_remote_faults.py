@@ -1,0 +1,159 @@
+"""Faults a real ComfyUI cannot produce, against a toy ComfyUI on loopback; endpoints and secrets;
+the server side's pieces (auth check, candidate count, result store)."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+
+import pytest
+import torch
+from safetensors.torch import save as st_save
+
+from obclip_nodes.protocol import CloudRequest, Handoff, encode_payload_bytes
+from obclip_nodes.protocol.payload import META_KEY, TENSOR_KEY
+from obclip_nodes.remote import CloudError, RemoteSettings
+from obclip_nodes.remote.client import CloudClient
+from obclip_nodes.remote.endpoints import resolve, split_urls
+from obclip_nodes.remote.loopback import ToyCloud
+from obclip_nodes.remote.server_side import ResultStore, check_authorization, count_candidates
+
+REQ = CloudRequest(candidates=("a photo of a man", "a photo of a woman"), checkpoint="toy.safetensors",
+                   width=64, height=64, steps=4, cloud_steps=2)
+HANDOFF = Handoff(family="SD15", latent_format="SD15", scale_factor=0.18215, latent_channels=4, model_type="EPS",
+                  sigma_min=0.0292, sigma_max=14.6146, steps=4, cloud_steps=2, sampler="euler",
+                  scheduler="normal", seed=0, sigmas=(14.6, 3.0, 1.0, 0.3, 0.0))
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    for k in ("OBCLIP_CLOUD_TOKEN", "OBCLIP_CLOUD_BASIC", "OBCLIP_CLOUD_CA_FILE", "OBCLIP_STOCK_FALLBACK"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("OBCLIP_SECRETS_FILE", "")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.config/obclip/secrets.json of the developer's
+
+
+def run_against(toy: ToyCloud, **settings):
+    async def go():
+        async with toy:
+            s = RemoteSettings(toy.url, **{"request_timeout": 2.0, "total_timeout": 5.0, **settings})
+            return await CloudClient(s).run(REQ)
+    return asyncio.run(go())
+
+
+def good_payload(shape=(2, 4, 8, 8)):
+    raw, _, rows = encode_payload_bytes(torch.randn(*shape), HANDOFF)
+    return raw, rows
+
+
+def test_a_good_toy_payload_is_accepted_and_deleted_after():
+    toy = ToyCloud(payload=good_payload())
+    r = run_against(toy)
+    assert r.payload.latents.shape == (2, 4, 8, 8) and r.mode == "pack"
+    assert r.bytes_received < r.payload.nbytes + 4096
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("bad_sha", "checksum mismatch"),
+    ("malformed", "not valid safetensors JSON"),
+    ("truncated", "cut off|dropped the connection"),
+    ("oversized", "over the .* byte limit"),
+])
+def test_bad_payloads_are_refused_with_a_clear_message(fault, message):
+    with pytest.raises(CloudError, match=message):
+        run_against(ToyCloud(fault, payload=good_payload()))
+
+
+def test_wrong_latent_shape_is_refused():
+    with pytest.raises(CloudError, match="latents of 16x16 but the request asked for 8x8"):
+        run_against(ToyCloud(payload=good_payload((2, 4, 16, 16))))
+    with pytest.raises(CloudError, match="returned 3 latent rows"):
+        run_against(ToyCloud(payload=good_payload((3, 4, 8, 8))))
+
+
+def test_a_payload_over_the_client_limit_is_not_downloaded():
+    with pytest.raises(CloudError, match="over the 1000 byte limit"):
+        run_against(ToyCloud(payload=good_payload()), max_payload_bytes=1000)
+
+
+def test_node_errors_with_http_200_is_a_failure():
+    with pytest.raises(CloudError, match="rejected the request: node 2 .*sampler_name: 'bogus'"):
+        run_against(ToyCloud("node_errors_200", payload=good_payload()))
+
+
+def test_websocket_stall_past_the_total_timeout_fails_and_cancels():
+    toy = ToyCloud("ws_stall", payload=good_payload())
+    t0 = time.monotonic()
+    with pytest.raises(CloudError, match="did not finish within the total timeout of 2 s"):
+        run_against(toy, total_timeout=2.0, stall_timeout=0.5)
+    assert time.monotonic() - t0 < 6
+
+
+def test_http_stall_past_the_request_timeout_fails():
+    with pytest.raises(CloudError, match="did not answer GET /history/.* within 1 s"):
+        run_against(ToyCloud("http_stall", payload=good_payload()), request_timeout=1.0, stall_timeout=0.3)
+
+
+def test_tampered_handoff_inside_the_checksummed_payload_is_refused():
+    raw = st_save({TENSOR_KEY: torch.randn(2, 4, 8, 8)}, metadata={META_KEY: json.dumps({"family": "SD15"})})
+    with pytest.raises(CloudError, match="hand-off metadata lacks"):
+        run_against(ToyCloud(payload=(raw, 2)))
+
+
+# ---------------------------------------------------------------- endpoints and secrets
+
+def test_several_urls_are_split_and_normalised():
+    assert split_urls("http://a:1/, https://b/x/\nhttp://a:1") == ["http://a:1", "https://b/x"]
+    with pytest.raises(ValueError, match="empty"):
+        split_urls("  ")
+
+
+def test_credentials_from_env_and_secrets_file_never_widgets(monkeypatch, tmp_path):
+    secrets = tmp_path / "s.json"
+    secrets.write_text(json.dumps({"servers": {"https://gpu:8443": {"token": "file-tok", "ca_file": "/ca.pem"}},
+                                   "default": {"basic": "u:p"}}))
+    monkeypatch.setenv("OBCLIP_SECRETS_FILE", str(secrets))
+    e = resolve("https://gpu:8443/")
+    assert e.headers == {"Authorization": "Bearer file-tok"} and e.ca_file == "/ca.pem"
+    assert e.ws_base == "wss://gpu:8443" and e.auth_source == "secrets file"
+    other = resolve("http://other:1")
+    assert other.headers == {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}
+    monkeypatch.setenv("OBCLIP_CLOUD_TOKEN", "env-tok")
+    assert resolve("http://other:1").headers == {"Authorization": "Bearer env-tok"}  # env beats file default
+    assert resolve("https://gpu:8443").headers == {"Authorization": "Bearer file-tok"}  # the URL entry wins
+    assert "file-tok" not in repr(e)
+
+
+def test_missing_ca_file_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("OBCLIP_CLOUD_CA_FILE", "/nonexistent/ca.pem")
+    with pytest.raises(CloudError, match="CA file /nonexistent/ca.pem"):
+        asyncio.run(CloudClient(RemoteSettings("https://127.0.0.1:9", request_timeout=1)).run(REQ))
+
+
+# ---------------------------------------------------------------- server side
+
+def test_token_check():
+    assert check_authorization(None, "t") == 401
+    assert check_authorization("Basic dTpw", "t") == 401
+    assert check_authorization("Bearer nope", "t") == 403
+    assert check_authorization("Bearer t", "t") is None
+    assert check_authorization("bearer  t ", "t") is None
+
+
+def test_candidate_count_of_a_prompt_body():
+    from obclip_nodes.protocol import build_server_prompt
+    assert count_candidates({"prompt": build_server_prompt(REQ)}) == 2
+    assert count_candidates({"prompt": {"1": {"class_type": "KSampler", "inputs": {}}}}) == 0
+    assert count_candidates({"prompt": "garbage"}) == 0
+
+
+def test_result_store_expires_and_bounds_bytes():
+    store = ResultStore(ttl_s=0.05, max_bytes=10)
+    store.put("a", b"12345")
+    store.put("b", b"123456")  # over 10 bytes together: the oldest goes
+    assert store.get("a") is None and store.get("b") == b"123456"
+    time.sleep(0.06)
+    assert store.get("b") is None
+    with pytest.raises(ValueError, match="exceeds"):
+        store.put("c", b"x" * 11)
