@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import types
 
-import torch
 
 from .costs import costs_for, meta_inputs, sdpa_override
 from .settings import AccelerationSettings

@@ -45,7 +45,7 @@ def obclip_graph(cloud_url: str, prompt: str) -> dict:
 
 def baseline_graph(prompt: str) -> dict:
     """Hybrid SD with stock nodes, the real prompt alone: cloud model 0..k, device model k..T."""
-    s, ks = WORKFLOW["4"]["inputs"], {}
+    s = WORKFLOW["4"]["inputs"]
     common = dict(noise_seed=s["seed"], steps=SIZE["steps"], cfg=s["cfg"], sampler_name=s["sampler_name"],
                   scheduler=s["scheduler"])
     return {

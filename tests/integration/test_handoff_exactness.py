@@ -1,8 +1,6 @@
 """Issue 5: the ObCLIP path equals single-prompt runs; mismatches are refused; sigma-matched hand-off."""
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from obclip_nodes.protocol import CloudRequest, Handoff, ProtocolError, build_server_prompt, decode_payload, encode_payload
-from obclip_nodes.protocol.payload import UI_PAYLOAD, UI_ROWS, UI_SHA256
+from obclip_nodes.protocol.payload import UI_PAYLOAD, UI_ROWS
 from obclip_nodes.protocol.request import encode_body
 
 CANDIDATES = ("a photo of a man", "a photo of a woman")
