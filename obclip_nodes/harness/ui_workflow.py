@@ -65,6 +65,11 @@ def api_to_ui(api: dict, object_info: dict) -> dict:
                 if linked:
                     inputs.append({"name": name, "type": _socket_type(spec), "widget": {"name": name},
                                    "link": link_id})
+                    # the frontend keeps a linked input's widget and fills widgets_values by position,
+                    # so the linked widget still takes its slot (with its default)
+                    widgets.append((spec[1] or {}).get("default"))
+                    if (spec[1] or {}).get("control_after_generate"):
+                        widgets.append("fixed")
                 else:
                     widgets.append(value if name in node["inputs"] else (spec[1] or {}).get("default"))
                     if (spec[1] or {}).get("control_after_generate"):

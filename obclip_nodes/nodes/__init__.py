@@ -10,6 +10,7 @@ from .finisher import DeviceFinisher
 from .selector import LatentSelector
 from .server import ServerReturn, ServerSampler
 from ..remote import server_side  # noqa: F401,E402  installs token auth + result store on a running server
+from . import routes  # noqa: F401,E402  /obclip/probe and /obclip/expand for the browser extension (web/)
 
 NODES: list[type[io.ComfyNode]] = [
     CandidateExpander, CloudPartialSampler, CacheAccelerator, LatentSelector, DeviceFinisher,

@@ -7,6 +7,7 @@ from comfy_api.latest import io
 
 from ..acceleration import AccelerationSettings
 from ..protocol import CloudRequest, ProtocolError
+from ..protocol.request import WIRE_DTYPES
 from ..remote import CloudClient, CloudError, RemoteSettings
 from .common import generation_inputs
 from .types import Acceleration, Candidates, HandoffType
@@ -33,6 +34,9 @@ class CloudPartialSampler(io.ComfyNode):
                 *generation_inputs(),
                 io.Int.Input("timeout_s", default=600, min=5, max=86400, tooltip="Limit for the whole remote run."),
                 Acceleration.Input("acceleration", optional=True),
+                io.Combo.Input("wire_precision", options=list(WIRE_DTYPES), default="float32", optional=True,
+                               tooltip="float32: exact hand-off. float16: half the download, ~5e-4 relative "
+                                       "rounding of the latents."),
             ],
             outputs=[io.Latent.Output("latents", display_name="latents",
                                       tooltip="All N candidates' latents (k steps done)."),
@@ -41,13 +45,14 @@ class CloudPartialSampler(io.ComfyNode):
 
     @classmethod
     async def execute(cls, candidates, server_url, cloud_checkpoint, negative, seed, steps, cloud_steps, cfg,
-                      sampler_name, scheduler, width, height, timeout_s, acceleration=None) -> io.NodeOutput:
+                      sampler_name, scheduler, width, height, timeout_s, acceleration=None,
+                      wire_precision="float32") -> io.NodeOutput:
         accel = acceleration or AccelerationSettings()
         try:
             req = CloudRequest(candidates=tuple(candidates), checkpoint=cloud_checkpoint.strip(),
                                negative=negative, seed=seed, steps=steps, cloud_steps=cloud_steps, cfg=cfg,
                                sampler=sampler_name, scheduler=scheduler, width=width, height=height,
-                               acceleration=accel.to_dict()).validate()
+                               acceleration=accel.to_dict(), wire_dtype=wire_precision).validate()
         except ProtocolError as e:
             raise ValueError(f"ObCLIP Cloud Partial Sampler: {e}") from None
         pbar = comfy.utils.ProgressBar(cloud_steps)

@@ -8,7 +8,7 @@ from comfy_api.latest import io
 
 from ..acceleration import AccelerationSettings, accelerate
 from ..protocol.payload import encode_payload, encode_payload_bytes, fetch_ui
-from ..protocol.request import SERVER_RETURN, SERVER_SAMPLER
+from ..protocol.request import SERVER_RETURN, SERVER_SAMPLER, WIRE_DTYPES
 from ..sampling import encode_batch, partial_sample
 from .common import generation_inputs, parse_candidates
 from .types import Acceleration, Candidates, HandoffType
@@ -64,24 +64,26 @@ class ServerReturn(io.ComfyNode):
             description="Returns all N latents and the hand-off data to the client as checksummed "
                         "safetensors, held in memory for one binary fetch by the client (no file is "
                         "written on the server, and the bytes are not kept in /history).",
-            inputs=[io.Latent.Input("latents"), HandoffType.Input("handoff")],
+            inputs=[io.Latent.Input("latents"), HandoffType.Input("handoff"),
+                    io.Combo.Input("wire_dtype", options=list(WIRE_DTYPES), default="float32", optional=True,
+                                   tooltip="float32 keeps the hand-off exact; float16 halves the bytes.")],
             outputs=[],
             is_output_node=True,
         )
 
     @classmethod
-    def fingerprint_inputs(cls, latents, handoff):
+    def fingerprint_inputs(cls, latents, handoff, wire_dtype="float32"):
         return float("nan")  # never serve a cached ui: each prompt id needs its own stored result
 
     @classmethod
-    def execute(cls, latents, handoff) -> io.NodeOutput:
+    def execute(cls, latents, handoff, wire_dtype="float32") -> io.NodeOutput:
         from ..remote import server_side
-        raw, sha, rows = encode_payload_bytes(latents["samples"], handoff)
+        raw, sha, rows = encode_payload_bytes(latents["samples"], handoff, wire_dtype)
         prompt_id = _current_prompt_id()
         if server_side.store_result(prompt_id, raw):
             path = server_side.RESULT_ROUTE.format(prompt_id=prompt_id)
             return io.NodeOutput(ui=fetch_ui(path, sha, rows, len(raw)))
-        return io.NodeOutput(ui=encode_payload(latents["samples"], handoff))  # no server: inline base64
+        return io.NodeOutput(ui=encode_payload(latents["samples"], handoff, wire_dtype))  # no server: inline base64
 
 
 def _current_prompt_id() -> str | None:

@@ -32,21 +32,30 @@ class LatentPayload:
     handoff: Handoff
     sha256: str
     nbytes: int                # size of the safetensors bytes
+    wire_dtype: str = "float32"
+
+WIRE_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
-def encode_payload_bytes(latents: torch.Tensor, handoff: Handoff) -> tuple[bytes, str, int]:
+def encode_payload_bytes(latents: torch.Tensor, handoff: Handoff,
+                         wire_dtype: str = "float32") -> tuple[bytes, str, int]:
     """-> (safetensors bytes, their sha256, row count). The hand-off rides in the header."""
     handoff.validate()
-    t = latents.detach().to("cpu", torch.float32).contiguous()
+    if wire_dtype not in WIRE_TORCH_DTYPES:
+        raise ProtocolError(f"wire dtype {wire_dtype!r} must be one of {sorted(WIRE_TORCH_DTYPES)}")
+    t = latents.detach().to("cpu", torch.float32)
+    if wire_dtype == "float16" and t.abs().max() > torch.finfo(torch.float16).max:
+        raise ProtocolError("latents exceed the float16 range; use the float32 wire precision")
+    t = t.to(WIRE_TORCH_DTYPES[wire_dtype]).contiguous()
     if t.ndim != 4:
         raise ProtocolError(f"latents must be [N, C, H, W], got shape {tuple(t.shape)}")
     raw = st_save({TENSOR_KEY: t}, metadata={META_KEY: handoff.to_json()})  # one key: stable bytes
     return raw, hashlib.sha256(raw).hexdigest(), int(t.shape[0])
 
 
-def encode_payload(latents: torch.Tensor, handoff: Handoff) -> dict:
+def encode_payload(latents: torch.Tensor, handoff: Handoff, wire_dtype: str = "float32") -> dict:
     """-> the server node's ui dict: base64 safetensors, its sha256 and the row count."""
-    raw, sha, rows = encode_payload_bytes(latents, handoff)
+    raw, sha, rows = encode_payload_bytes(latents, handoff, wire_dtype)
     return {UI_PAYLOAD: [base64.b64encode(raw).decode("ascii")], UI_SHA256: [sha], UI_ROWS: [rows]}
 
 
@@ -103,8 +112,11 @@ def decode_payload_bytes(raw: bytes, sha: str, rows: int, expected_rows: int, *,
     if set(tensors) != {TENSOR_KEY}:
         raise ProtocolError(f"latent payload holds {sorted(tensors)}, expected only {TENSOR_KEY!r}")
     t = tensors[TENSOR_KEY]
-    if t.dtype != torch.float32 or t.ndim != 4:
-        raise ProtocolError(f"latent payload is {t.dtype} {tuple(t.shape)}, expected float32 [N, C, H, W]")
+    if t.dtype not in (torch.float32, torch.float16) or t.ndim != 4:
+        raise ProtocolError(f"latent payload is {t.dtype} {tuple(t.shape)}, expected float32 or float16 "
+                            "[N, C, H, W]")
+    wire_dtype = "float16" if t.dtype == torch.float16 else "float32"
+    t = t.to(torch.float32)
     if t.shape[0] != rows or rows != expected_rows:
         raise ProtocolError(f"the cloud returned {t.shape[0]} latent rows (announced {rows}) for "
                             f"{expected_rows} candidates; every candidate's latent must come back")
@@ -116,4 +128,4 @@ def decode_payload_bytes(raw: bytes, sha: str, rows: int, expected_rows: int, *,
                             "the requested size")
     if not torch.isfinite(t).all():
         raise ProtocolError("the cloud returned latents with NaN or infinite values")
-    return LatentPayload(latents=t, handoff=handoff, sha256=digest, nbytes=len(raw))
+    return LatentPayload(latents=t, handoff=handoff, sha256=digest, nbytes=len(raw), wire_dtype=wire_dtype)

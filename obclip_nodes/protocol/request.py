@@ -16,8 +16,13 @@ SERVER_SAMPLER = "ObCLIPServerSampler"
 SERVER_RETURN = "ObCLIPServerReturn"
 # Fixed ids: the graph's node ids must not vary with anything but the public request.
 SERVER_NODE_IDS = {"loader": "1", "sampler": "2", "return": "3"}
+# A few bytes that say the pack is on the server (cheaper than its /object_info entry).
+INFO_ROUTE = "/obclip/info"
+PACK_INFO = {"pack": "obclip", "protocol": 1}
 MAX_CANDIDATES = 256
 MAX_SIDE = 8192
+# float32 keeps the hand-off exact; float16 halves the bytes at ~5e-4 relative rounding.
+WIRE_DTYPES = ("float32", "float16")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class CloudRequest:
     width: int = 512
     height: int = 512
     acceleration: dict = field(default_factory=dict)
+    wire_dtype: str = "float32"
 
     def validate(self) -> "CloudRequest":
         c = self.candidates
@@ -61,6 +67,8 @@ class CloudRequest:
             raise ProtocolError(f"seed={self.seed} must be between 0 and 2**64-1")
         if not isinstance(self.acceleration, dict):
             raise ProtocolError("acceleration settings must be a JSON object")
+        if self.wire_dtype not in WIRE_DTYPES:
+            raise ProtocolError(f"wire dtype {self.wire_dtype!r} must be one of {WIRE_DTYPES}")
         return self
 
     def sampler_inputs(self) -> dict:
@@ -89,7 +97,7 @@ def build_server_prompt(req: CloudRequest) -> dict:
         ids["sampler"]: {"class_type": SERVER_SAMPLER, "inputs": {
             "model": [ids["loader"], 0], "clip": [ids["loader"], 1], **req.sampler_inputs()}},
         ids["return"]: {"class_type": SERVER_RETURN, "inputs": {
-            "latents": [ids["sampler"], 0], "handoff": [ids["sampler"], 1]}},
+            "latents": [ids["sampler"], 0], "handoff": [ids["sampler"], 1], "wire_dtype": req.wire_dtype}},
     }
 
 

@@ -26,7 +26,7 @@ import aiohttp
 
 from ..protocol import CloudRequest, LatentPayload, ProtocolError, decode_payload
 from ..protocol.payload import DEFAULT_MAX_BYTES, UI_FETCH, UI_NBYTES, UI_ROWS, UI_SHA256, decode_payload_bytes
-from ..protocol.request import (SERVER_NODE_IDS, SERVER_RETURN, SERVER_SAMPLER, build_server_prompt,
+from ..protocol.request import (INFO_ROUTE, SERVER_NODE_IDS, SERVER_RETURN, SERVER_SAMPLER, build_server_prompt,
                                 build_stock_prompt, encode_body, stock_node_ids)
 from . import endpoints as ep_mod
 from .endpoints import Endpoint, EndpointError, TOKEN_ENV
@@ -186,6 +186,15 @@ class CloudClient:
             raise CloudError(f"the server at {ep.base} answered {method} {path} with HTTP {status} and "
                              f"non-JSON ({data[:120]!r}); is this a ComfyUI server?") from None
 
+    async def _get_optional(self, s, path: str, ep: Endpoint) -> dict:
+        """A GET whose absence (404 or non-JSON from an older server) is an answer, not an error."""
+        status, data, _ = await self._request(s, ep, "GET", path)
+        try:
+            obj = json.loads(data) if status == 200 and data else {}
+        except ValueError:
+            return {}
+        return obj if isinstance(obj, dict) else {}
+
     async def _get(self, s, path: str, ep: Endpoint | None = None) -> tuple[dict, int]:
         before = self.bytes_received
         _, obj = await self._json(s, ep or self._ep, "GET", path)
@@ -225,8 +234,11 @@ class CloudClient:
                 raise CloudError(f"the Cloud Partial Sampler points at this same ComfyUI server ({ep.base}); "
                                  "it would wait for itself forever. Point it at the cloud server, or use the "
                                  "ObCLIP Server Sampler node for a local simulation.")
-        info, _ = await self._get(s, "/object_info/" + SERVER_SAMPLER, ep)
-        if SERVER_SAMPLER in info:
+        # The pack answers a tiny info route; only without it do we read the (larger) node definitions.
+        info = await self._get_optional(s, INFO_ROUTE, ep)
+        if not info:
+            info, _ = await self._get(s, "/object_info/" + SERVER_SAMPLER, ep)
+        if info.get("pack") == "obclip" or SERVER_SAMPLER in info:
             mode = "pack"
         elif not self.settings.fallback():
             raise CloudError(f"the cloud at {ep.base} does not have the ObCLIP pack (no {SERVER_SAMPLER} node) "
@@ -242,11 +254,7 @@ class CloudClient:
                 raise CloudError(f"the cloud at {ep.base} has neither the ObCLIP pack nor the stock nodes "
                                  f"{missing}; is this a ComfyUI server?")
             mode = "stock"
-        loader, _ = await self._get(s, "/object_info/CheckpointLoaderSimple", ep)
-        try:
-            names = loader["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
-        except (KeyError, IndexError, TypeError):
-            names = None
+        names, _ = await self._get(s, "/models/checkpoints", ep)  # just the file names
         if isinstance(names, list) and req.checkpoint not in names:
             raise CloudError(f"the cloud has no checkpoint {req.checkpoint!r}; available: "
                              f"{', '.join(names) if names else '(none)'}")

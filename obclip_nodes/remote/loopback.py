@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from ..protocol.payload import fetch_ui
-from ..protocol.request import SERVER_NODE_IDS, SERVER_RETURN, SERVER_SAMPLER
+from ..protocol.request import INFO_ROUTE, PACK_INFO, SERVER_NODE_IDS, SERVER_RETURN, SERVER_SAMPLER
 
 HOP = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "keep-alive",
        "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "accept-encoding"}
@@ -118,6 +118,8 @@ class ToyCloud(_Site):
         r.add_get("/prompt", self.get_prompt)
         r.add_post("/prompt", self.post_prompt)
         r.add_get("/object_info/{name}", self.object_info)
+        r.add_get(INFO_ROUTE, self.pack_info)
+        r.add_get("/models/checkpoints", self.checkpoints)
         r.add_get("/ws", self.ws)
         r.add_get("/history/{pid}", self.history)
         r.add_get("/queue", self.queue_info)
@@ -131,6 +133,12 @@ class ToyCloud(_Site):
 
     async def get_prompt(self, request):
         return web.json_response({"exec_info": {"queue_remaining": self.queue}})
+
+    async def pack_info(self, request):
+        return web.json_response(PACK_INFO)
+
+    async def checkpoints(self, request):
+        return web.json_response([self.checkpoint])
 
     async def object_info(self, request):
         name = request.match_info["name"]

@@ -25,10 +25,13 @@ import threading
 import time
 from collections import OrderedDict
 
+from ..protocol.request import INFO_ROUTE, PACK_INFO
+
 TOKEN_ENV, TOKEN_FILE_ENV = "OBCLIP_SERVER_TOKEN", "OBCLIP_SERVER_TOKEN_FILE"
 MAX_CANDIDATES_ENV = "OBCLIP_SERVER_MAX_CANDIDATES"
 RESULT_TTL_ENV, RESULT_MAX_MB_ENV = "OBCLIP_SERVER_RESULT_TTL_S", "OBCLIP_SERVER_RESULT_MAX_MB"
 RESULT_ROUTE = "/obclip/result/{prompt_id}"
+
 log = logging.getLogger("obclip")
 
 
@@ -174,6 +177,10 @@ def install() -> bool:
     except RuntimeError as e:  # a frozen app: never serve without the auth the operator asked for
         raise RuntimeError(f"ObCLIP could not install its server middleware ({e}); refusing to load with "
                            f"{TOKEN_ENV} set but not enforced") from None
+
+    @srv.routes.get(INFO_ROUTE)
+    async def get_info(request):
+        return web.json_response(PACK_INFO)
 
     @srv.routes.get(RESULT_ROUTE)
     async def get_result(request):

@@ -186,7 +186,7 @@ def test_server_token_auth_guards_every_route(cloud, ckpt, monkeypatch):
     monkeypatch.setenv("OBCLIP_CLOUD_TOKEN", "wrong")
     with pytest.raises(CloudError, match="HTTP 403: wrong credentials"):
         run(cloud.url, request(ckpt))
-    assert "refused GET /object_info/ObCLIPServerSampler" in cloud.log_tail(400)
+    assert "refused GET /obclip/info" in cloud.log_tail(400)  # the client's first call, refused and logged
 
 
 # ------------------------------------------------------------------ 3. the fault table (real servers)

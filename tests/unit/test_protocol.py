@@ -30,7 +30,7 @@ def test_server_graph_has_fixed_ids_and_only_public_fields():
     inputs = graph["2"]["inputs"]
     assert json.loads(inputs["candidates"]) == list(CANDIDATES)
     assert inputs["seed"] == 5 and inputs["model"] == ["1", 0] and inputs["clip"] == ["1", 1]
-    assert graph["3"]["inputs"] == {"latents": ["2", 0], "handoff": ["2", 1]}
+    assert graph["3"]["inputs"] == {"latents": ["2", 0], "handoff": ["2", 1], "wire_dtype": "float32"}
 
 
 def test_body_bytes_are_canonical():
@@ -117,3 +117,23 @@ def test_handoff_json_round_trip_and_missing_fields():
     del raw["sigmas"]
     with pytest.raises(ProtocolError, match="lacks"):
         Handoff.from_json(json.dumps(raw))
+
+
+def test_float16_wire_halves_the_bytes_and_decodes_to_float32():
+    t = torch.randn(6, 4, 16, 16) * 80
+    exact, half = encode_payload(t, handoff()), encode_payload(t, handoff(), "float16")
+    p = decode_payload(half, expected_rows=6)
+    assert p.wire_dtype == "float16" and p.latents.dtype == torch.float32
+    assert torch.allclose(p.latents, t, rtol=1e-3, atol=1e-3) and not torch.equal(p.latents, t)
+    assert decode_payload(exact, expected_rows=6).wire_dtype == "float32"
+    raw = len(base64.b64decode(half[UI_PAYLOAD][0]))
+    assert raw < 1.05 * t.numel() * 2 < len(base64.b64decode(exact[UI_PAYLOAD][0]))
+    with pytest.raises(ProtocolError, match="float16 range"):
+        encode_payload(torch.full((1, 4, 2, 2), 1e6), handoff(), "float16")
+
+
+def test_wire_dtype_is_a_public_request_field():
+    graph = build_server_prompt(CloudRequest(candidates=CANDIDATES, checkpoint="c", wire_dtype="float16"))
+    assert graph["3"]["inputs"]["wire_dtype"] == "float16"
+    with pytest.raises(ProtocolError, match="wire dtype"):
+        CloudRequest(candidates=CANDIDATES, checkpoint="c", wire_dtype="int8").validate()
