@@ -60,6 +60,12 @@ if [ "$(cat "$VENV/.reqs-ok" 2>/dev/null)" != "$REQ_HASH" ]; then
   echo "$REQ_HASH" > "$VENV/.reqs-ok"
   say "ComfyUI and pack requirements installed"
 fi
+# Debian's chromium for tests/browser (Playwright drives it; never a browser download). Best effort: if it
+# cannot be installed, the browser tests fail and say why.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; } \
+    && say "chromium installed" || say "WARNING: could not install Debian's chromium; tests/browser will fail"
+fi
 echo "$COMFY" > "$VENV/.comfyui-dir"
 "$VENV/bin/python" -c "import torch, torchvision, aiohttp, safetensors, requests, pytest" \
   || { echo "setup: the venv is broken; delete $VENV and re-run" >&2; exit 1; }

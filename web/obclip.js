@@ -1,19 +1,145 @@
-// ObCLIP node pack: show each node's status text (candidates, what the cloud learns, bytes fetched)
-// on the node itself, and mark the privacy role of each node by colour.
+// ObCLIP node pack, browser side.
+// - every ObCLIP node: its status text (candidates, what the cloud learns, bytes fetched) on the node, and its
+//   privacy role as a colour (green: keeps private data; amber: sends public data only; blue: runs on the cloud)
+// - Candidate Expander: a privacy badge above the node (protected attribute types, N, leak warnings), live
+//   while the prompt is typed (POST /obclip/expand on THIS ComfyUI; the text goes nowhere else) and
+//   replaced by the executed node's own report after a run
+// - Cloud Partial Sampler: a "test connection" button (GET /obclip/probe on THIS ComfyUI, which asks the cloud
+//   for its queue, the pack and its checkpoints; the token stays on the server side)
+// Nothing here is serialized into the workflow JSON or PNG metadata.
 import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
 
-const CLIENT_PRIVATE = new Set(["ObCLIPCandidateExpander", "ObCLIPLatentSelector", "ObCLIPDeviceFinisher"]);
-const TALKS_TO_CLOUD = new Set(["ObCLIPCloudPartialSampler", "ObCLIPCacheAccelerator"]);
+const EXPANDER = "ObCLIPCandidateExpander";
+const CLOUD = "ObCLIPCloudPartialSampler";
+const CLIENT_PRIVATE = new Set([EXPANDER, "ObCLIPLatentSelector", "ObCLIPDeviceFinisher"]);
+const TALKS_TO_CLOUD = new Set([CLOUD, "ObCLIPCacheAccelerator"]);
 const RUNS_ON_CLOUD = new Set(["ObCLIPServerSampler", "ObCLIPServerReturn"]);
+const BADGE_COLOURS = { ok: "#2e7d32", warn: "#b26a00", bad: "#b71c1c", busy: "#455a64" };
+
+function noSerialize(w) {
+  w.serialize = false;
+  w.options = { ...(w.options || {}), serialize: false };
+  return w;
+}
 
 function showText(node, text) {
   let w = node.widgets?.find((w) => w.name === "obclip_status");
-  if (!w) {
-    w = node.addWidget("text", "obclip_status", "", () => {}, { serialize: false });
-    w.serialize = false; // never saved into the workflow JSON or PNG metadata
-  }
+  if (!w) w = noSerialize(node.addWidget("text", "obclip_status", "", () => {}, { serialize: false }));
   w.value = text;
+  node.obclipStatus = text;
   node.setDirtyCanvas(true, true);
+}
+
+// ---------------------------------------------------------------- privacy badge (Candidate Expander)
+export function badgeFrom({ n, attributes, leak_warnings, error }) {
+  if (error) return { level: "bad", text: `✖ ${error}` };
+  const warnings = leak_warnings?.length || 0;
+  const attrs = attributes?.length ? attributes.join(", ") : "none";
+  let text = `🔒 protects: ${attrs} · N = ${n}`;
+  if (n <= 1) text += " · nothing hidden: the cloud sees your prompt";
+  if (warnings) text += ` · ⚠ ${warnings} leak warning${warnings > 1 ? "s" : ""}`;
+  return { level: n <= 1 ? "bad" : warnings ? "warn" : "ok", text, warnings: leak_warnings || [] };
+}
+
+function parseExpanderReport(text) {
+  // the first line of the node's ui text: "N = 4 candidates; attributes: age, gender"
+  const m = /^N = (\d+) candidates; attributes: (.*)$/m.exec(text);
+  if (!m) return null;
+  const attributes = m[2] === "none" ? [] : m[2].split(",").map((s) => s.trim());
+  const leak_warnings = [...text.matchAll(/^Leak warning: (.*)$/gm)].map((x) => x[1]);
+  return { n: Number(m[1]), attributes, leak_warnings };
+}
+
+function setBadge(node, badge) {
+  node.obclipBadge = badge;
+  node.setDirtyCanvas(true, true);
+}
+
+function drawBadge(node, ctx) {
+  const b = node.obclipBadge;
+  if (!b || node.flags?.collapsed) return;
+  const h = 20;
+  const y = -(globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30) - h - 4;
+  ctx.save();
+  ctx.font = "12px sans-serif";
+  const w = Math.min(Math.max(ctx.measureText(b.text).width + 16, 120), Math.max(node.size[0], 560));
+  ctx.fillStyle = BADGE_COLOURS[b.level] || BADGE_COLOURS.busy;
+  ctx.beginPath();
+  ctx.roundRect ? ctx.roundRect(0, y, w, h, 6) : ctx.rect(0, y, w, h);
+  ctx.fill();
+  ctx.fillStyle = "#fff";
+  ctx.textBaseline = "middle";
+  ctx.fillText(b.text, 8, y + h / 2, w - 16);
+  ctx.restore();
+}
+
+function watchPrompt(node) {
+  // live preview: poll the widgets (works for the textarea DOM widget and for programmatic changes)
+  let last = null, timer = null, seq = 0, attached = false;
+  const read = () => Object.fromEntries(
+    ["prompt", "preset", "attributes", "max_candidates"].map((k) => [k, node.widgets?.find((w) => w.name === k)?.value]));
+  const tick = () => {
+    if (!node.graph) { if (attached) clearInterval(timer); return; }  // not yet added, or removed
+    attached = true;
+    const now = read();
+    const key = JSON.stringify(now);
+    if (key === last) return;
+    last = key;
+    if (!now.prompt) { setBadge(node, null); return; }
+    const mine = ++seq;
+    api.fetchApi("/obclip/expand", { method: "POST", body: JSON.stringify(now),
+                                     headers: { "Content-Type": "application/json" } })
+      .then((r) => r.json())
+      .then((res) => {
+        if (mine !== seq) return; // a newer edit is on its way
+        const badge = badgeFrom(res);
+        badge.source = "preview";
+        setBadge(node, badge);
+        if (!res.error) {
+          showText(node, [`N = ${res.n} candidates (preview, computed on this machine)`,
+                          ...res.candidates.slice(0, 8).map((c, i) => `  ${i}: ${c}`),
+                          ...(res.candidates.length > 8 ? [`  … ${res.candidates.length - 8} more`] : []),
+                          ...res.leak_warnings.map((w) => `Leak warning: ${w}`)].join("\n"));
+        }
+      })
+      .catch(() => {});
+  };
+  timer = setInterval(tick, 500);
+  tick();
+}
+
+// ---------------------------------------------------------------- test connection (Cloud Partial Sampler)
+export function describeProbe(res) {
+  if (res.error) return `✖ ${res.error}`;
+  return res.servers.map((s) => {
+    if (!s.reachable) return `✖ ${s.url}: unreachable (${s.error || "no answer"})`;
+    if (s.error) return `✖ ${s.url}: ${s.error}`;
+    const parts = [`✔ ${s.url}: reachable (${s.latency_ms} ms)`,
+                   s.pack ? "ObCLIP pack present" : "no ObCLIP pack (stock-nodes fallback)",
+                   `queue ${s.queue}`, `${s.checkpoints.length} checkpoint(s)`];
+    let line = parts.join(" · ");
+    if (s.warning) line += `\n⚠ ${s.warning}`;
+    return line;
+  }).join("\n");
+}
+
+async function testConnection(node) {
+  const url = node.widgets?.find((w) => w.name === "server_url")?.value || "";
+  const ckpt = node.widgets?.find((w) => w.name === "cloud_checkpoint")?.value || "";
+  showText(node, `testing ${url} …`);
+  try {
+    const r = await api.fetchApi("/obclip/probe?url=" + encodeURIComponent(url));
+    const res = await r.json();
+    let text = describeProbe(res);
+    const ok = res.servers?.filter((s) => s.reachable && !s.error) || [];
+    if (ok.length && ckpt && !ok.some((s) => s.checkpoints.includes(ckpt)))
+      text += `\n⚠ no server has cloud_checkpoint "${ckpt}"; available: ${ok[0].checkpoints.join(", ") || "(none)"}`;
+    node.obclipProbe = res;
+    showText(node, text);
+  } catch (e) {
+    showText(node, `✖ could not ask this ComfyUI to probe: ${e}`);
+  }
 }
 
 app.registerExtension({
@@ -23,13 +149,27 @@ app.registerExtension({
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
       onExecuted?.apply(this, arguments);
-      if (message?.text?.length) showText(this, message.text.join("\n"));
+      const text = message?.text?.length ? message.text.join("\n") : null;
+      if (text) showText(this, text);
+      if (text && nodeData.name === EXPANDER) {
+        const report = parseExpanderReport(text);
+        if (report) setBadge(this, { ...badgeFrom(report), source: "run" });
+      }
     };
+    if (nodeData.name === EXPANDER) {
+      const onDrawForeground = nodeType.prototype.onDrawForeground;
+      nodeType.prototype.onDrawForeground = function (ctx) {
+        onDrawForeground?.apply(this, arguments);
+        drawBadge(this, ctx);
+      };
+    }
   },
   nodeCreated(node) {
     const t = node.comfyClass;
     if (CLIENT_PRIVATE.has(t)) { node.color = "#2a4d2a"; node.bgcolor = "#1e331e"; }       // stays local
     else if (TALKS_TO_CLOUD.has(t)) { node.color = "#4d3f1e"; node.bgcolor = "#332a14"; }  // public data only
     else if (RUNS_ON_CLOUD.has(t)) { node.color = "#1e3a4d"; node.bgcolor = "#142733"; }
+    if (t === EXPANDER) watchPrompt(node);
+    if (t === CLOUD) noSerialize(node.addWidget("button", "test connection", null, () => testConnection(node)));
   },
 });

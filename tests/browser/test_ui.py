@@ -1,0 +1,167 @@
+"""The pack as a ComfyUI user meets it: Debian's Chromium, driven by Playwright, against a real ComfyUI 0.3.75
+serving the real frontend (comfyui-frontend-package). Screenshots go to tests/browser/artifacts/ (git-ignored).
+
+No browser is downloaded: scripts/setup.sh installs Debian's chromium. Without it these tests FAIL and say so.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from obclip_nodes.harness.host import REPO
+from obclip_nodes.harness.servers import ComfyServer, prepare_base
+
+pytestmark = pytest.mark.servers
+
+CHROMIUM = "/usr/bin/chromium"
+# Playwright adds --headless and a fresh temporary --user-data-dir itself
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+UI_FILES = sorted((REPO / "workflows").glob("*.json"))
+TWO_ATTRIBUTES = "portrait photo of a young woman in a red coat"  # age (3 values) x gender (2): N = 6
+
+
+def _frontend_root() -> str:
+    import comfyui_frontend_package
+    return str(Path(comfyui_frontend_package.__file__).parent / "static")
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory, sd15_pair):
+    base = prepare_base(tmp_path_factory.mktemp("browser-device"), sd15_pair)
+    settings = base / "user" / "default"
+    settings.mkdir(parents=True, exist_ok=True)  # a returning user: no first-run template dialog
+    (settings / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+    with ComfyServer("browser-device", base, extra_args=["--front-end-root", _frontend_root()]) as s:
+        s.require_nodes("ObCLIPCandidateExpander", "ObCLIPServerSampler")
+        yield s
+
+
+@pytest.fixture(scope="module")
+def page(device, tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium (scripts/setup.sh runs "
+                    "'apt-get install -y chromium'; it failed or was skipped). Install it and re-run.")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the Python package 'playwright' is missing from the venv (requirements-dev.txt); "
+                    "re-run scripts/setup.sh")
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=FLAGS)
+        pg = browser.new_page(viewport={"width": 1700, "height": 1000})
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(device.url, wait_until="domcontentloaded", timeout=90_000)
+        pg.wait_for_function("() => window.app?.graph && window.LiteGraph && "
+                             "window.app.extensions?.some(e => e.name === 'obclip.nodes')", timeout=90_000)
+        pg.page_errors = errors
+        yield pg
+        browser.close()
+
+
+LOAD = """async (wf) => {
+  await window.app.loadGraphData(structuredClone(wf), true, true, 'obclip-test');
+  await new Promise(r => setTimeout(r, 300));
+  const reg = window.LiteGraph.registered_node_types;
+  const nodes = window.app.graph.nodes ?? window.app.graph._nodes;
+  const saved = window.app.graph.serialize();
+  const dialogs = [...document.querySelectorAll('.p-dialog')].map(d => d.innerText);
+  return {
+    types: nodes.map(n => n.type),
+    unregistered: nodes.filter(n => !reg[n.type]).map(n => n.type),
+    errors: nodes.filter(n => n.has_errors).map(n => n.type),
+    widgets: Object.fromEntries(saved.nodes.map(n => [n.id, n.widgets_values ?? []])),
+    names: Object.fromEntries(nodes.map(n => [n.id, (n.widgets ?? []).map(w => w.name + '=' + JSON.stringify(w.value))])),
+    dialogs,
+  };
+}"""
+
+
+def shot(page, name: str) -> Path:
+    page.evaluate("() => window.app.canvas.setDirty(true, true)")
+    page.wait_for_timeout(300)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def node_by_type(page, t: str) -> str:
+    return f"(window.app.graph.nodes ?? window.app.graph._nodes).find(n => n.type === '{t}')"
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.stem)
+def test_every_shipped_workflow_loads_without_missing_nodes_or_widgets(page, path):
+    wf = json.loads(path.read_text())
+    res = page.evaluate(LOAD, wf)
+    assert sorted(res["types"]) == sorted(n["type"] for n in wf["nodes"])
+    assert not res["unregistered"] and not res["errors"], res
+    assert not [d for d in res["dialogs"] if "missing" in d.lower()], res["dialogs"]
+    # every widget value survives a load/save round trip: no missing, extra or shifted widgets
+    for n in wf["nodes"]:
+        assert res["widgets"][str(n["id"])] == n["widgets_values"], (n["type"], res["names"][str(n["id"])])
+    shot(page, f"workflow-{path.stem}")
+
+
+def test_privacy_badge_for_a_prompt_with_two_attributes(page):
+    page.evaluate(LOAD, json.loads((REPO / "workflows" / "obclip_hybrid.json").read_text()))
+    page.evaluate(f"(p) => {{ const n = {node_by_type(page, 'ObCLIPCandidateExpander')}; "
+                  "n.widgets.find(w => w.name === 'prompt').value = p; }", TWO_ATTRIBUTES)
+    page.wait_for_function(f"() => ({node_by_type(page, 'ObCLIPCandidateExpander')}).obclipBadge?.text"
+                           "?.includes('age')", timeout=20_000)
+    badge = page.evaluate(f"() => ({node_by_type(page, 'ObCLIPCandidateExpander')}).obclipBadge")
+    assert badge["text"].startswith("🔒 protects: "), badge
+    assert "age" in badge["text"] and "gender" in badge["text"] and "N = 6" in badge["text"], badge
+    assert badge["level"] in ("ok", "warn")
+    shot(page, "badge-two-attributes")
+
+
+def test_test_connection_button_reports_the_server(page, device):
+    page.evaluate(LOAD, json.loads((REPO / "workflows" / "obclip_hybrid.json").read_text()))
+    cloud = node_by_type(page, "ObCLIPCloudPartialSampler")
+    page.evaluate(f"(u) => {{ const n = {cloud}; n.widgets.find(w => w.name === 'server_url').value = u; "
+                  "n.widgets.find(w => w.name === 'test connection').callback(); }", device.url)
+    page.wait_for_function(f"() => ({cloud}).obclipStatus?.includes('reachable')", timeout=20_000)
+    text = page.evaluate(f"() => ({cloud}).obclipStatus")
+    assert "ObCLIP pack present" in text and "queue" in text and "same ComfyUI" in text, text
+    shot(page, "test-connection")
+
+
+def test_queue_the_local_simulation_from_the_ui_and_see_the_image(page, device):
+    page.evaluate(LOAD, json.loads((REPO / "workflows" / "obclip_local_simulation.json").read_text()))
+    page.evaluate(f"""() => {{
+      const n = {node_by_type(page, 'ObCLIPServerSampler')};
+      for (const [k, v] of Object.entries({{width: 64, height: 64, steps: 10, cloud_steps: 4}}))
+        n.widgets.find(w => w.name === k).value = v;
+      {node_by_type(page, 'ObCLIPCandidateExpander')}.widgets.find(w => w.name === 'prompt').value = {json.dumps(TWO_ATTRIBUTES)};
+    }}""")
+    t0 = time.monotonic()
+    run = page.get_by_role("button", name="Run", exact=True)
+    if run.count():
+        run.first.click()  # what a user clicks
+    else:
+        page.evaluate("() => window.app.queuePrompt(0)")
+    # 1.32.x keeps outputs in its node-output store (app.nodeOutputs) and draws them; older ones set node.imgs
+    find = ("() => { const o = Object.values(window.app.nodeOutputs ?? {}).find(o => o?.images?.length); "
+            f"const n = {node_by_type(page, 'SaveImage')}; "
+            "return o ? '/view?filename=' + o.images[0].filename : (n.imgs?.[0]?.src ?? null); }")
+    page.wait_for_function(find, timeout=180_000)
+    elapsed = time.monotonic() - t0
+    page.wait_for_timeout(1500)
+    src = page.evaluate(find)
+    assert "/view?" in src and "obclip_local_sim" in src, src
+    badge = page.evaluate(f"() => ({node_by_type(page, 'ObCLIPCandidateExpander')}).obclipBadge")
+    assert badge["source"] == "run" and "age" in badge["text"] and "gender" in badge["text"], badge
+    hist = device.get("/history")
+    assert any(e.get("status", {}).get("status_str") == "success" for e in hist.values())
+    shot(page, "local-simulation-finished")
+    print(f"queued from the UI to image: {elapsed:.1f} s")
+    assert not [e for e in page.page_errors if "obclip" in e.lower()], page.page_errors
