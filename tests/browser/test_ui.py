@@ -57,7 +57,7 @@ def page(device, tmp_path_factory):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                      args=FLAGS)
-        pg = browser.new_page(viewport={"width": 1700, "height": 1000})
+        pg = browser.new_page(viewport={"width": 2400, "height": 1350})  # fit-view keeps text legible
         errors: list[str] = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
         pg.goto(device.url, wait_until="domcontentloaded", timeout=90_000)
@@ -86,7 +86,19 @@ LOAD = """async (wf) => {
 }"""
 
 
+FRAME = """async () => {
+  // hide the frontend's promotional banner (a thin strip) so it does not cover the graph
+  const strips = [...document.querySelectorAll('div')].filter(el => el.innerText?.includes('Introducing Nodes 2.0')
+      && el.getBoundingClientRect().height < 80);
+  strips.sort((a, b) => b.getBoundingClientRect().width - a.getBoundingClientRect().width);
+  if (strips.length) strips[0].style.display = 'none';
+  try { await window.app.extensionManager.command.execute('Comfy.Canvas.FitView'); }
+  catch (e) { window.app.canvas.ds.offset = [40, 80]; window.app.canvas.ds.scale = 0.55; }
+}"""
+
+
 def shot(page, name: str) -> Path:
+    page.evaluate(FRAME)  # the whole graph in view, as a user would frame it
     page.evaluate("() => window.app.canvas.setDirty(true, true)")
     page.wait_for_timeout(300)
     path = ARTIFACTS / f"{name}.png"
