@@ -9,7 +9,7 @@ from ..acceleration import AccelerationSettings
 from ..protocol import CloudRequest, ProtocolError
 from ..protocol.request import WIRE_DTYPES
 from ..remote import CloudClient, CloudError, RemoteSettings
-from .common import generation_inputs
+from .common import current_prompt_id, generation_inputs
 from .types import Acceleration, Candidates, HandoffType
 
 
@@ -58,7 +58,7 @@ class CloudPartialSampler(io.ComfyNode):
         pbar = comfy.utils.ProgressBar(cloud_steps)
         try:
             client = CloudClient(RemoteSettings(url=server_url, total_timeout=float(timeout_s)),
-                                 own_prompt_id=_current_prompt_id())
+                                 own_prompt_id=current_prompt_id())
             result = await client.run(req, on_progress=lambda v, m: pbar.update_absolute(v, m),
                                       should_cancel=comfy.model_management.processing_interrupted)
         except CloudError as e:
@@ -84,12 +84,3 @@ class CloudPartialSampler(io.ComfyNode):
             text += "\nfailed over from: " + "; ".join(u for u, _ in result.attempts)
         return io.NodeOutput({"samples": p.latents}, p.handoff,
                              ui={"text": [text], "obclip_report": [report]})
-
-
-def _current_prompt_id() -> str | None:
-    try:
-        from comfy_execution.utils import get_executing_context
-        ctx = get_executing_context()
-        return ctx.prompt_id if ctx else None
-    except ImportError:
-        return None

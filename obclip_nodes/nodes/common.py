@@ -38,3 +38,13 @@ def parse_candidates(value) -> tuple[str, ...]:
     if not isinstance(items, (list, tuple)) or not items or not all(isinstance(s, str) for s in items):
         raise ValueError("candidates must be a non-empty list of prompt strings")
     return tuple(items)
+
+
+def current_prompt_id() -> str | None:
+    """The id of the local prompt this node runs in (None outside an executing graph)."""
+    try:
+        from comfy_execution.utils import get_executing_context
+    except ImportError:
+        return None
+    ctx = get_executing_context()
+    return ctx.prompt_id if ctx else None

@@ -10,7 +10,7 @@ from ..acceleration import AccelerationSettings, accelerate
 from ..protocol.payload import encode_payload, encode_payload_bytes, fetch_ui
 from ..protocol.request import SERVER_RETURN, SERVER_SAMPLER, WIRE_DTYPES
 from ..sampling import encode_batch, partial_sample
-from .common import generation_inputs, parse_candidates
+from .common import current_prompt_id, generation_inputs, parse_candidates
 from .types import Acceleration, Candidates, HandoffType
 
 
@@ -79,17 +79,8 @@ class ServerReturn(io.ComfyNode):
     def execute(cls, latents, handoff, wire_dtype="float32") -> io.NodeOutput:
         from ..remote import server_side
         raw, sha, rows = encode_payload_bytes(latents["samples"], handoff, wire_dtype)
-        prompt_id = _current_prompt_id()
+        prompt_id = current_prompt_id()
         if server_side.store_result(prompt_id, raw):
             path = server_side.RESULT_ROUTE.format(prompt_id=prompt_id)
             return io.NodeOutput(ui=fetch_ui(path, sha, rows, len(raw)))
         return io.NodeOutput(ui=encode_payload(latents["samples"], handoff, wire_dtype))  # no server: inline base64
-
-
-def _current_prompt_id() -> str | None:
-    try:
-        from comfy_execution.utils import get_executing_context
-        ctx = get_executing_context()
-        return ctx.prompt_id if ctx else None
-    except ImportError:
-        return None
