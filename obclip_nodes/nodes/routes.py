@@ -12,6 +12,7 @@ POST /obclip/expand          {"prompt", "preset", "attributes", "max_candidates"
 from __future__ import annotations
 
 import asyncio
+import os
 import logging
 import sys
 import time
@@ -71,6 +72,10 @@ def expand_preview(body: dict) -> dict:
             "leak_warnings": list(exp.leak_warnings), "server_learns": exp.server_learns}
 
 
+LOOPBACK = {"127.0.0.1", "::1"}
+PROBE_ANY_ENV = "OBCLIP_PROBE_FROM_ANY_HOST"
+
+
 def install() -> bool:
     global _installed
     srv = getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
@@ -81,6 +86,12 @@ def install() -> bool:
 
     @srv.routes.get("/obclip/probe")
     async def probe(request):
+        # The probe makes this server open connections to a URL it is given; on a cloud reachable by
+        # others that would be a request-forgery surface, so it answers loopback callers only.
+        if request.remote not in LOOPBACK and os.environ.get(PROBE_ANY_ENV) != "1":
+            return web.json_response({"error": "the connection probe answers only browsers on this machine; "
+                                               f"set {PROBE_ANY_ENV}=1 on this ComfyUI to allow others"},
+                                     status=403)
         try:
             urls = split_urls(request.query.get("url", ""))
         except EndpointError as e:
