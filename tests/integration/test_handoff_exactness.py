@@ -60,12 +60,10 @@ def test_uninterrupted_deviation_of_multistep_samplers_is_measured_not_hidden(be
 
 
 def test_sigma_matched_tail_starts_exactly_at_the_cloud_stop(sd15_models):
-    from obclip_nodes.bench.handoff import settings
     from obclip_nodes.sampling.schedule import HANDOFF_MODES, NEAREST_STEP, device_tail, ksampler_sigmas
     from obclip_nodes.sampling import model_signature
     from obclip_nodes.protocol import Handoff
     (cm, _, _), (dm, _, _) = sd15_models
-    s = settings("sd15")
     cloud_sigmas = ksampler_sigmas(cm, 8, "euler", "normal")
     h = Handoff(**model_signature(cm), steps=8, cloud_steps=4, sampler="euler", scheduler="normal", seed=1,
                 sigmas=tuple(cloud_sigmas.tolist()), latent_shape=(4, 8, 8))
@@ -77,7 +75,6 @@ def test_sigma_matched_tail_starts_exactly_at_the_cloud_stop(sd15_models):
     assert (matched[1:] < h.stop_sigma).all() and (matched[1:] == device25[device25 < h.stop_sigma]).all()
     nearest = device_tail(h, dm, mode=NEAREST_STEP, steps=25)
     assert nearest[0].item() != h.stop_sigma and abs(nearest[0].item() - h.stop_sigma) < 0.5 * h.stop_sigma
-    assert s["width"] == 64
 
 
 def test_sigma_matched_beats_the_nearest_step_shift(bench, sd15_models):
