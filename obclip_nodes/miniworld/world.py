@@ -104,19 +104,34 @@ def _nearest(pixel: np.ndarray, table: dict):
     return min(table, key=lambda k: float(np.sum((pixel - np.asarray(table[k])) ** 2)))
 
 
+# Where the reader looks: (rows, cols) of each region whose mean colour it classifies.
+REGIONS = {
+    "hair": (slice(11, 17), slice(24, 40)),
+    "locks": (slice(30, 46), slice(17, 21)),
+    "background": (slice(30, 46), slice(2, 10)),
+    "face": (slice(30, 40), slice(26, 38)),
+    "shirt": (slice(52, 62), slice(26, 38)),
+    "glasses": (slice(25, 28), slice(26, 38)),
+    "hat": (slice(5, 9), slice(26, 38)),
+}
+
+
+def features(img: np.ndarray) -> np.ndarray:
+    """The reader's features: the mean RGB of each region (21 numbers), for a Frechet distance."""
+    img = np.asarray(img, np.float32)
+    return np.concatenate([img[ys, xs].reshape(-1, 3).mean(0) for ys, xs in REGIONS.values()])
+
+
 def read(img: np.ndarray) -> Portrait:
     """The renderer's inverse, from region means (robust to mild noise)."""
-    img = np.asarray(img, np.float32)
-    region = lambda ys, xs: img[ys, xs].reshape(-1, 3).mean(0)  # noqa: E731
-    hair = region(slice(11, 17), slice(24, 40))
-    locks = region(slice(30, 46), slice(17, 21))
-    background = region(slice(30, 46), slice(2, 10))
+    f = dict(zip(REGIONS, features(img).reshape(-1, 3)))
+    hair, locks, background = f["hair"], f["locks"], f["background"]
     return Portrait(
         gender="female" if np.sum((locks - hair) ** 2) < np.sum((locks - background) ** 2) else "male",
         age=_nearest(hair, _HAIR),
-        ethnicity=_nearest(region(slice(30, 40), slice(26, 38)), _SKIN),
+        ethnicity=_nearest(f["face"], _SKIN),
         background=_nearest(background, _BACKGROUND),
-        shirt=_nearest(region(slice(52, 62), slice(26, 38)), _SHIRT),
-        glasses=bool(np.sum((region(slice(25, 28), slice(26, 38)) - np.asarray(_GLASSES)) ** 2) < 0.05),
-        hat=bool(np.sum((region(slice(5, 9), slice(26, 38)) - np.asarray(_HAT)) ** 2) < 0.05),
+        shirt=_nearest(f["shirt"], _SHIRT),
+        glasses=bool(np.sum((f["glasses"] - np.asarray(_GLASSES)) ** 2) < 0.05),
+        hat=bool(np.sum((f["hat"] - np.asarray(_HAT)) ** 2) < 0.05),
     )

@@ -11,6 +11,10 @@ from .selector import LatentSelector
 from .server import ServerReturn, ServerSampler
 from ..remote import server_side  # noqa: F401,E402  installs token auth + result store on a running server
 from . import routes  # noqa: F401,E402  /obclip/probe and /obclip/expand for the browser extension (web/)
+from ..miniworld import comfy_family  # noqa: E402
+
+# The mini world's trained demo models load with the stock Load Checkpoint node (OBCLIP_MINIWORLD=0: off).
+comfy_family.install()
 
 NODES: list[type[io.ComfyNode]] = [
     CandidateExpander, CloudPartialSampler, CacheAccelerator, LatentSelector, DeviceFinisher,

@@ -7,7 +7,7 @@ from ..protocol import Handoff
 
 from .presets import devices_for
 
-FAMILY_WORDS = {"SD15": "an SD1.x-family", "SDXL": "an SDXL-family"}
+FAMILY_WORDS = {"SD15": "an SD1.x-family", "SDXL": "an SDXL-family", "ObCLIPMiniWorldLatent": "a mini-world"}
 
 
 class IncompatibleModelError(ValueError):

@@ -37,6 +37,9 @@ PRESETS = (
     # 25-step schedule from that exact sigma instead of the paper's hand-tuned shift (Δt = 8).
     PairPreset("LCM-SDXL -> KOALA-700M", "latent-consistency LCM-SDXL", "etri-vilab KOALA-700M", "SDXL", 8, 4,
                "lcm", "sgm_uniform", schedule=HANDOFF_MODES[1], device_steps=25, device_sampler="euler"),
+    # The pack's own trained demo pair (obclip_nodes/miniworld): 64x64 synthetic portraits on a CPU.
+    PairPreset("mini world cloud -> mini world device", "obclip-mini-cloud.safetensors",
+               "obclip-mini-device.safetensors", "ObCLIPMiniWorldLatent", 20, 8, "euler", "normal"),
 )
 
 

@@ -130,10 +130,14 @@ def test_pair_presets_are_valid_comfy_settings_in_one_latent_space(comfy_root):
     import comfy.samplers
     from obclip_nodes.sampling.presets import PRESETS
     from obclip_nodes.sampling.schedule import HANDOFF_MODES
-    assert len(PRESETS) == 7
+    from obclip_nodes.miniworld.comfy_family import WEIGHTS_DIR
+    assert len(PRESETS) == 8  # the paper's 7 pairs and the pack's own mini-world pair
     for p in PRESETS:
         assert p.sampler in comfy.samplers.KSampler.SAMPLERS and p.scheduler in comfy.samplers.KSampler.SCHEDULERS
         assert 1 <= p.cloud_steps <= p.steps and p.schedule in HANDOFF_MODES
-        assert p.latent_format == ("SDXL" if "SDXL" in p.cloud else "SD15")
+        if p.latent_format == "ObCLIPMiniWorldLatent":  # names the shipped files
+            assert (WEIGHTS_DIR / p.cloud).is_file() and (WEIGHTS_DIR / p.device).is_file()
+        else:
+            assert p.latent_format == ("SDXL" if "SDXL" in p.cloud else "SD15")
     lcm = next(p for p in PRESETS if p.sampler == "lcm")
     assert lcm.schedule == HANDOFF_MODES[1] and lcm.device_steps == 25
