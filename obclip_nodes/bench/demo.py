@@ -1,5 +1,10 @@
 """The main job: a "cloud" and a "device" ComfyUI on loopback, the shipped workflow queued on the
-device through POST /prompt, the image saved, and a report of what the cloud received."""
+device through POST /prompt, the image saved, and a report of what the cloud received.
+
+By default it runs the mini-world workflow on the pack's trained models (they ship in
+obclip_nodes/miniworld/weights and every server with the pack lists them), and reads the image back
+with the mini world's attribute reader: the report says whether the image shows the real prompt's
+attributes. `--smoke` runs the SD1.5-shaped random-weight models instead (coloured noise)."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +20,9 @@ from ..harness.queue import run_workflow
 from ..harness.servers import ComfyServer, fresh_dir, prepare_base
 from ..harness.smoke_models import SD15_PAIR, ensure
 
-WORKFLOW = REPO / "workflows" / "api" / "obclip_hybrid.json"
+WORKFLOW = REPO / "workflows" / "api" / "obclip_miniworld.json"
+SMOKE_WORKFLOW = REPO / "workflows" / "api" / "obclip_hybrid.json"
+ENLARGE = 6  # the portraits are 64x64: a nearest-neighbour copy for looking at
 
 
 def node_of(graph: dict, class_type: str) -> str:
@@ -39,9 +46,9 @@ def view_digest(view: list[dict]) -> str:
     return hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def start_pair(run_dir: Path, cloud_ckpt: Path, device_ckpt: Path) -> tuple[ComfyServer, ComfyServer]:
-    cloud = ComfyServer("cloud", prepare_base(fresh_dir(run_dir / "cloud"), [cloud_ckpt]))
-    device = ComfyServer("device", prepare_base(fresh_dir(run_dir / "device"), [device_ckpt]))
+def start_pair(run_dir: Path, cloud_ckpts=(), device_ckpts=()) -> tuple[ComfyServer, ComfyServer]:
+    cloud = ComfyServer("cloud", prepare_base(fresh_dir(run_dir / "cloud"), cloud_ckpts))
+    device = ComfyServer("device", prepare_base(fresh_dir(run_dir / "device"), device_ckpts))
     errors = []
 
     def start(s):
@@ -68,18 +75,23 @@ def run(argv: list[str]) -> dict:
     ap.add_argument("--prompt", help="the real prompt (default: the workflow's)")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--out", default=str(REPO / "demo-output" / "obclip-demo.png"))
+    ap.add_argument("--smoke", action="store_true", help="the random-weight SD1.5-shaped models (noise images)")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
-    cloud_ckpt, device_ckpt = ensure(SD15_PAIR)
+    if args.smoke:
+        cloud_ckpt, device_ckpt = ensure(SD15_PAIR)
+        ckpts = ([cloud_ckpt], [device_ckpt])
+    else:
+        ckpts = ((), ())  # the mini world's checkpoints ship with the pack
     t_models = time.monotonic() - t0
-    graph = json.loads(WORKFLOW.read_text())
+    graph = json.loads((SMOKE_WORKFLOW if args.smoke else WORKFLOW).read_text())
     expander, sampler = node_of(graph, "ObCLIPCandidateExpander"), node_of(graph, "ObCLIPCloudPartialSampler")
     save = node_of(graph, "SaveImage")
     if args.prompt:
         graph[expander]["inputs"]["prompt"] = args.prompt
     if args.seed is not None:
         graph[sampler]["inputs"]["seed"] = args.seed
-    cloud, device = start_pair(CACHE / "runs" / "demo", cloud_ckpt, device_ckpt)
+    cloud, device = start_pair(CACHE / "runs" / "demo", *ckpts)
     try:
         t_start = time.monotonic() - t0 - t_models
         graph[sampler]["inputs"]["server_url"] = cloud.url
@@ -96,6 +108,7 @@ def run(argv: list[str]) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(png)
+    looked = None if args.smoke else look(png, graph[expander]["inputs"]["prompt"], out)
     sent = view[0]["prompt"]
     cloud_candidates = json.loads(next(n for n in sent.values() if n["class_type"] == "ObCLIPServerSampler")
                                   ["inputs"]["candidates"])
@@ -119,7 +132,29 @@ def run(argv: list[str]) -> dict:
                       "workflow": round(t_run, 2), "cloud_call": report["timings"],
                       "total": round(time.monotonic() - t0, 2)},
         "cloud_peak_rss_mib": cloud_rss,
+        **({"image_shows": looked} if looked else {"note": "smoke models: the image is coloured noise"}),
     }
+
+
+def look(png: bytes, prompt: str, out: Path) -> dict:
+    """Read the portrait back with the mini world's exact reader; save an enlarged copy to look at."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ..miniworld import ATTRIBUTES, parse_caption, read
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    enlarged = out.with_name(f"{out.stem}-x{ENLARGE}.png")
+    img.resize((img.width * ENLARGE, img.height * ENLARGE), Image.NEAREST).save(enlarged)
+    got = read(np.asarray(img, np.float32) / 255.0)
+    try:
+        want = parse_caption(prompt)
+    except ValueError:
+        return {"read": {a: getattr(got, a) for a in ATTRIBUTES}, "note": "not a mini-world caption"}
+    return {"read": {a: getattr(got, a) for a in ATTRIBUTES},
+            "matches_real_prompt": {a: getattr(got, a) == getattr(want, a) for a in ATTRIBUTES},
+            "all_match": got == want, "enlarged": str(enlarged)}
 
 
 if __name__ == "__main__":

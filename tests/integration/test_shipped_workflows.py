@@ -17,7 +17,7 @@ API_DIR = REPO / "workflows" / "api"
 API_FILES = sorted(API_DIR.glob("*.json"))
 MODEL_COMBOS = {"ckpt_name", "vae_name", "lora_name", "unet_name", "clip_name", "control_net_name"}
 EXPECTED = {"obclip_hybrid", "obclip_sdxl_koala", "obclip_lcm_sdxl_koala", "obclip_local_simulation",
-            "obclip_cloud_operator"}
+            "obclip_cloud_operator", "obclip_miniworld"}
 
 
 def validate(api: dict, info: dict) -> list[str]:
