@@ -60,7 +60,8 @@ class ComfyServer:
                 "OBCLIP_FRONTEND", "") != "1":
             front.mkdir(exist_ok=True)
             cmd += ["--front-end-root", str(front)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
+        # Lab servers list the demo's mini-world checkpoints (opt-in for users); a test passes "0" to see stock.
+        env = {"OBCLIP_MINIWORLD": "1", **os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
         self._log = open(self.log_path, "ab")
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, cwd=str(root), stdout=self._log, stderr=subprocess.STDOUT, env=env)
@@ -72,6 +73,13 @@ class ComfyServer:
                 self.get("/system_stats")
                 self.start_s = time.monotonic() - t0
                 return self
+            except urllib.error.HTTPError as e:
+                if e.code != 503:
+                    time.sleep(0.25)
+                    continue
+                body = e.read().decode(errors="replace")
+                self.stop()
+                raise RuntimeError(f"{self.name} ComfyUI refuses requests (HTTP 503): {body}") from None
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.25)
         self.stop()

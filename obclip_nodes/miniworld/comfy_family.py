@@ -95,10 +95,7 @@ def register_checkpoint_folder() -> None:
 
 
 def install() -> bool:
-    """What the pack does at load: the family and the shipped checkpoints, unless OBCLIP_MINIWORLD=0."""
-    import os
-    if os.environ.get("OBCLIP_MINIWORLD", "1").strip() == "0":
-        return False
+    """Register the family and the shipped checkpoints (the demo and the tests do; OBCLIP_MINIWORLD=1)."""
     register()
     register_checkpoint_folder()
     return True

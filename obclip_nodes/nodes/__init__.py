@@ -1,25 +1,43 @@
-"""The one place where the pack's nodes are registered (V3 API)."""
+"""The one place where the pack's nodes are registered (V3 API), and what loading the pack installs."""
 from __future__ import annotations
+
+import logging
 
 from comfy_api.latest import ComfyExtension, io
 
+from .. import cloud_server, config
+from . import routes
 from .accelerator import CacheAccelerator
 from .cloud import CloudPartialSampler
 from .expander import CandidateExpander
 from .finisher import DeviceFinisher
 from .selector import LatentSelector
 from .server import ServerReturn, ServerSampler
-from ..remote import server_side  # noqa: F401,E402  installs token auth + result store on a running server
-from . import routes  # noqa: F401,E402  /obclip/probe and /obclip/expand for the browser extension (web/)
-from ..miniworld import comfy_family  # noqa: E402
 
-# The mini world's trained demo models load with the stock Load Checkpoint node (OBCLIP_MINIWORLD=0: off).
-comfy_family.install()
+log = logging.getLogger("obclip")
 
 NODES: list[type[io.ComfyNode]] = [
     CandidateExpander, CloudPartialSampler, CacheAccelerator, LatentSelector, DeviceFinisher,
     ServerSampler, ServerReturn,
 ]
+
+
+def install_server_side() -> None:
+    """Inside a running ComfyUI: the cloud's auth, limits and result route, the browser routes, and
+    (opt-in) the demo's model family. A bad setting is logged with its fix; it never stops the nodes."""
+    cfg = config.settings()
+    for name in config.unknown_variables():
+        log.warning("obclip: %s is not a setting the pack reads (typo?)", name)
+    for message in cfg.problems.values():
+        log.error("obclip: %s", message)
+    cloud_server.install()
+    routes.install()
+    if cfg.miniworld:
+        from ..miniworld import comfy_family
+        comfy_family.install()
+
+
+install_server_side()
 
 
 class ObCLIPExtension(ComfyExtension):

@@ -12,10 +12,12 @@ POST /obclip/expand          {"prompt", "preset", "attributes", "max_candidates"
 from __future__ import annotations
 
 import asyncio
-import os
 import logging
 import sys
 import time
+
+from .. import config
+from ..protocol import routes
 
 log = logging.getLogger("obclip")
 _installed = False
@@ -73,7 +75,7 @@ def expand_preview(body: dict) -> dict:
 
 
 LOOPBACK = {"127.0.0.1", "::1"}
-PROBE_ANY_ENV = "OBCLIP_PROBE_FROM_ANY_HOST"
+PROBE_ANY_ENV = config.SETTINGS["probe_from_any_host"].env
 
 
 def install() -> bool:
@@ -84,11 +86,11 @@ def install() -> bool:
     from aiohttp import web
     from ..remote.endpoints import EndpointError, split_urls
 
-    @srv.routes.get("/obclip/probe")
+    @srv.routes.get(routes.PROBE)
     async def probe(request):
         # The probe makes this server open connections to a URL it is given; on a cloud reachable by
         # others that would be a request-forgery surface, so it answers loopback callers only.
-        if request.remote not in LOOPBACK and os.environ.get(PROBE_ANY_ENV) != "1":
+        if request.remote not in LOOPBACK and not config.settings().probe_from_any_host:
             return web.json_response({"error": "the connection probe answers only browsers on this machine; "
                                                f"set {PROBE_ANY_ENV}=1 on this ComfyUI to allow others"},
                                      status=403)
@@ -103,7 +105,7 @@ def install() -> bool:
                 r["warning"] = "this is the same ComfyUI you are using; point server_url at the cloud"
         return web.json_response({"servers": results})
 
-    @srv.routes.post("/obclip/expand")
+    @srv.routes.post(routes.EXPAND)
     async def expand(request):
         try:
             body = await request.json()
@@ -113,6 +115,3 @@ def install() -> bool:
 
     _installed = True
     return True
-
-
-install()

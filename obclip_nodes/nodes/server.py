@@ -77,10 +77,11 @@ class ServerReturn(io.ComfyNode):
 
     @classmethod
     def execute(cls, latents, handoff, wire_dtype="float32") -> io.NodeOutput:
-        from ..remote import server_side
+        from .. import cloud_server
+        from ..protocol.routes import result_path
         raw, sha, rows = encode_payload_bytes(latents["samples"], handoff, wire_dtype)
         prompt_id = current_prompt_id()
-        if server_side.store_result(prompt_id, raw):
-            path = server_side.RESULT_ROUTE.format(prompt_id=prompt_id)
+        if cloud_server.store_result(prompt_id, raw):
+            path = result_path(prompt_id)
             return io.NodeOutput(ui=fetch_ui(path, sha, rows, len(raw)))
         return io.NodeOutput(ui=encode_payload(latents["samples"], handoff, wire_dtype))  # no server: inline base64

@@ -16,8 +16,7 @@ SERVER_SAMPLER = "ObCLIPServerSampler"
 SERVER_RETURN = "ObCLIPServerReturn"
 # Fixed ids: the graph's node ids must not vary with anything but the public request.
 SERVER_NODE_IDS = {"loader": "1", "sampler": "2", "return": "3"}
-# A few bytes that say the pack is on the server (cheaper than its /object_info entry).
-INFO_ROUTE = "/obclip/info"
+# What protocol.routes.INFO answers: a few bytes that say the pack is on the server.
 PACK_INFO = {"pack": "obclip", "protocol": 1}
 MAX_CANDIDATES = 256
 MAX_SIDE = 8192

@@ -26,12 +26,12 @@ import aiohttp
 
 from ..protocol import CloudRequest, LatentPayload, ProtocolError, decode_payload
 from ..protocol.payload import DEFAULT_MAX_BYTES, UI_FETCH, UI_NBYTES, UI_ROWS, UI_SHA256, decode_payload_bytes
-from ..protocol.request import (INFO_ROUTE, SERVER_NODE_IDS, SERVER_RETURN, SERVER_SAMPLER, build_server_prompt,
+from ..protocol import routes
+from ..protocol.request import (SERVER_NODE_IDS, SERVER_RETURN, SERVER_SAMPLER, build_server_prompt,
                                 build_stock_prompt, encode_body, stock_node_ids)
 from . import endpoints as ep_mod
 from .endpoints import Endpoint, EndpointError, TOKEN_ENV
 
-RESULT_PATH = "/obclip/result/{prompt_id}"  # served by server_side.py on the cloud
 STOCK_NODES = ("CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSamplerAdvanced", "SaveLatent")
 
 
@@ -235,7 +235,7 @@ class CloudClient:
                                  "it would wait for itself forever. Point it at the cloud server, or use the "
                                  "ObCLIP Server Sampler node for a local simulation.")
         # The pack answers a tiny info route; only without it do we read the (larger) node definitions.
-        info = await self._get_optional(s, INFO_ROUTE, ep)
+        info = await self._get_optional(s, routes.INFO, ep)
         if not info:
             info, _ = await self._get(s, "/object_info/" + SERVER_SAMPLER, ep)
         if info.get("pack") == "obclip" or SERVER_SAMPLER in info:
@@ -450,7 +450,7 @@ class CloudClient:
             if UI_FETCH not in ui:
                 return decode_payload(ui, expected_rows=len(req.candidates), max_bytes=self.settings.max_payload_bytes,
                                       expected_hw=hw)
-            path = RESULT_PATH.format(prompt_id=run.prompt_id)
+            path = routes.result_path(run.prompt_id)
             if ui[UI_FETCH] != [path]:
                 raise CloudError(f"the cloud pointed at {ui[UI_FETCH]!r} for our result, expected {path}")
             try:

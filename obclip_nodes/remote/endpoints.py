@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from .. import config
+
 TOKEN_ENV, BASIC_ENV, CA_ENV = "OBCLIP_CLOUD_TOKEN", "OBCLIP_CLOUD_BASIC", "OBCLIP_CLOUD_CA_FILE"
 SECRETS_ENV = "OBCLIP_SECRETS_FILE"
 FALLBACK_ENV, FAMILY_ENV = "OBCLIP_STOCK_FALLBACK", "OBCLIP_STOCK_FAMILY"
@@ -59,9 +61,10 @@ def split_urls(text: str) -> list[str]:
 
 
 def _secrets_file() -> dict:
-    path = Path(os.environ.get(SECRETS_ENV, "") or DEFAULT_SECRETS).expanduser()
+    named = config.settings().secrets_file
+    path = Path(named or DEFAULT_SECRETS).expanduser()
     if not path.is_file():
-        if os.environ.get(SECRETS_ENV):
+        if named:
             raise EndpointError(f"{SECRETS_ENV} points at {path}, which does not exist")
         return {}
     try:
@@ -108,8 +111,9 @@ def resolve(url: str) -> Endpoint:
     servers = data.get("servers") or {}
     specific = servers.get(base) or servers.get(urlsplit(base).netloc) or {}
     default = data.get("default") or {}
-    layers = [(specific, "secrets file"), ({"token": os.environ.get(TOKEN_ENV), "basic": os.environ.get(BASIC_ENV),
-                                             "ca_file": os.environ.get(CA_ENV)}, "environment"),
+    cfg = config.settings()
+    layers = [(specific, "secrets file"), ({"token": cfg.cloud_token, "basic": cfg.cloud_basic,
+                                             "ca_file": cfg.cloud_ca_file}, "environment"),
               (default, "secrets file default")]
     headers, source, ca = {}, "none", None
     for layer, name in layers:
@@ -126,8 +130,8 @@ def resolve(url: str) -> Endpoint:
 
 
 def stock_fallback_enabled() -> bool:
-    return os.environ.get(FALLBACK_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return config.settings().require("stock_fallback").stock_fallback
 
 
 def stock_family() -> str:
-    return os.environ.get(FAMILY_ENV, "SD15").strip() or "SD15"
+    return config.settings().require("stock_family").stock_family

@@ -27,7 +27,7 @@ from obclip_nodes.protocol import CloudRequest, build_server_prompt
 from obclip_nodes.protocol.request import encode_body
 from obclip_nodes.remote import CloudCancelled, CloudError, RemoteSettings
 from obclip_nodes.remote.client import CloudClient
-from obclip_nodes.remote.loopback import RecordingProxy, ToyCloud
+from obclip_nodes.harness.loopback import RecordingProxy, ToyCloud
 
 pytestmark = pytest.mark.servers
 TOKEN = "test-token-5b1e"

@@ -16,8 +16,10 @@ from obclip_nodes.protocol.payload import META_KEY, TENSOR_KEY
 from obclip_nodes.remote import CloudError, RemoteSettings
 from obclip_nodes.remote.client import CloudClient
 from obclip_nodes.remote.endpoints import resolve, split_urls
-from obclip_nodes.remote.loopback import ToyCloud
-from obclip_nodes.remote.server_side import ResultStore, check_authorization, count_candidates
+from obclip_nodes.harness.loopback import ToyCloud
+from obclip_nodes.cloud_server.auth import check_authorization
+from obclip_nodes.cloud_server.limits import count_candidates
+from obclip_nodes.cloud_server.results import ResultStore
 
 REQ = CloudRequest(candidates=("a photo of a man", "a photo of a woman"), checkpoint="toy.safetensors",
                    width=64, height=64, steps=4, cloud_steps=2)

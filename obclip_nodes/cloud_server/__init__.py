@@ -1,4 +1,8 @@
-"""What the pack adds to the cloud ComfyUI's web server, installed when the pack is imported.
+"""The cloud's server side: what the pack adds to a ComfyUI that serves as a cloud.
+
+Installed by the pack's node registration when it runs inside a ComfyUI server; plain imports (tests,
+scripts, the device's in-process graphs) install nothing. One module a concern: auth.py, limits.py,
+results.py.
 
 * **Token auth** (only when ``OBCLIP_SERVER_TOKEN`` or ``OBCLIP_SERVER_TOKEN_FILE`` is set): every
   request, API, WebSocket and static files alike, must carry ``Authorization: Bearer <token>``;
@@ -17,109 +21,48 @@ import fails loudly (fail closed) instead of serving without auth.
 """
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-import os
-import threading
-import time
-from collections import OrderedDict
 
-from ..protocol.request import INFO_ROUTE, PACK_INFO
-
-TOKEN_ENV, TOKEN_FILE_ENV = "OBCLIP_SERVER_TOKEN", "OBCLIP_SERVER_TOKEN_FILE"
-MAX_CANDIDATES_ENV = "OBCLIP_SERVER_MAX_CANDIDATES"
-RESULT_TTL_ENV, RESULT_MAX_MB_ENV = "OBCLIP_SERVER_RESULT_TTL_S", "OBCLIP_SERVER_RESULT_MAX_MB"
-RESULT_ROUTE = "/obclip/result/{prompt_id}"
+from .. import config
+from ..protocol import routes
+from ..protocol.request import PACK_INFO
+from .auth import check_authorization
+from .limits import count_candidates
+from .results import ResultStore
 
 log = logging.getLogger("obclip")
+_store: ResultStore | None = None
 
 
-def server_token() -> str | None:
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    path = os.environ.get(TOKEN_FILE_ENV, "").strip()
-    if not token and path:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
-    return token or None
-
-
-def check_authorization(header: str | None, token: str) -> int | None:
-    """-> None when allowed, else the HTTP status to answer (401 missing, 403 wrong)."""
-    if not header:
-        return 401
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return 401
-    return None if hmac.compare_digest(value.strip().encode(), token.encode()) else 403
-
-
-def count_candidates(body: dict) -> int:
-    """The largest candidate list of any ObCLIP Server Sampler in a POST /prompt body (0 if none)."""
-    from ..protocol.request import SERVER_SAMPLER
-    most = 0
-    graph = body.get("prompt") if isinstance(body, dict) else None
-    for node in (graph or {}).values() if isinstance(graph, dict) else ():
-        if isinstance(node, dict) and node.get("class_type") == SERVER_SAMPLER:
-            value = (node.get("inputs") or {}).get("candidates")
-            try:
-                items = json.loads(value) if isinstance(value, str) else None
-            except ValueError:
-                items = None
-            if isinstance(items, list):
-                most = max(most, len(items))
-    return most
-
-
-class ResultStore:
-    """Payload bytes per prompt id, in memory, bounded by age and total size."""
-
-    def __init__(self, ttl_s: float = 600.0, max_bytes: int = 2048 * 2**20):
-        self.ttl_s, self.max_bytes = ttl_s, max_bytes
-        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._lock = threading.Lock()  # put() runs on the prompt worker thread, get() on the server loop
-
-    def _expire(self, now: float) -> None:
-        for key in [k for k, (t, _) in self._items.items() if now - t > self.ttl_s]:
-            del self._items[key]
-        while self._items and sum(len(b) for _, b in self._items.values()) > self.max_bytes:
-            self._items.popitem(last=False)
-
-    def put(self, prompt_id: str, raw: bytes) -> None:
-        if len(raw) > self.max_bytes:
-            raise ValueError(f"a {len(raw)} byte result exceeds the server's result store "
-                             f"({RESULT_MAX_MB_ENV}={self.max_bytes // 2**20})")
-        with self._lock:
-            now = time.monotonic()
-            self._items[prompt_id] = (now, raw)
-            self._items.move_to_end(prompt_id)
-            self._expire(now)
-
-    def get(self, prompt_id: str) -> bytes | None:
-        with self._lock:
-            self._expire(time.monotonic())
-            item = self._items.get(prompt_id)
-            return item[1] if item else None
-
-    def delete(self, prompt_id: str) -> bool:
-        with self._lock:
-            return self._items.pop(prompt_id, None) is not None
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-STORE = ResultStore(float(os.environ.get(RESULT_TTL_ENV, "600")),
-                    int(float(os.environ.get(RESULT_MAX_MB_ENV, "2048")) * 2**20))
-_installed = False
+def result_store() -> ResultStore:
+    """The process's store, sized from the configuration when first needed (never at import)."""
+    global _store
+    if _store is None:
+        cfg = config.settings()
+        _store = ResultStore(cfg.server_result_ttl_s, int(cfg.server_result_max_mb * 2**20))
+    return _store
 
 
 def store_result(prompt_id: str | None, raw: bytes) -> bool:
     """Called by the Server Return node. False when no server route serves the store (local graph)."""
     if not (_installed and prompt_id):
         return False
-    STORE.put(prompt_id, raw)
+    result_store().put(prompt_id, raw)
     return True
+
+
+_installed = False
+
+
+def _refuse_all(message: str):
+    from aiohttp import web
+
+    @web.middleware
+    async def obclip_misconfigured(request, handler):
+        return web.json_response({"error": {"type": "obclip_misconfigured", "message": f"ObCLIP server: {message}",
+                                            "details": "", "extra_info": {}}, "node_errors": {}}, status=503)
+    return obclip_misconfigured
 
 
 def make_middlewares(token: str | None, max_candidates: int | None) -> list:
@@ -166,38 +109,45 @@ def install() -> bool:
     global _installed
     import sys
     srv = getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
-    if srv is None:
-        return False  # not inside a ComfyUI server (plain tests, in-process graphs, scripts)
+    if srv is None or _installed:
+        return _installed  # not inside a ComfyUI server (plain tests, in-process graphs, scripts)
     from aiohttp import web
-    token = server_token()
-    limit = int(os.environ.get(MAX_CANDIDATES_ENV, "0") or 0) or None
+    try:
+        cfg = config.settings().require("server_token", "server_token_file", "server_max_candidates",
+                                        "server_result_ttl_s", "server_result_max_mb")
+        token = cfg.server_token()
+        limit = cfg.server_max_candidates
+    except config.ConfigError as e:
+        # ComfyUI keeps serving when a pack fails to import, so raising here would serve without the
+        # auth the operator asked for. Refuse every request instead, naming the setting to fix.
+        srv.app.middlewares.append(_refuse_all(str(e)))
+        log.error("obclip: server side NOT installed, every request is refused: %s", e)
+        return False
     try:
         for mw in make_middlewares(token, limit):
             srv.app.middlewares.append(mw)
     except RuntimeError as e:  # a frozen app: never serve without the auth the operator asked for
         raise RuntimeError(f"ObCLIP could not install its server middleware ({e}); refusing to load with "
-                           f"{TOKEN_ENV} set but not enforced") from None
+                           "OBCLIP_SERVER_TOKEN set but not enforced") from None
 
-    @srv.routes.get(INFO_ROUTE)
+    @srv.routes.get(routes.INFO)
     async def get_info(request):
         return web.json_response(PACK_INFO)
 
-    @srv.routes.get(RESULT_ROUTE)
+    @srv.routes.get(routes.RESULT)
     async def get_result(request):
-        raw = STORE.get(request.match_info["prompt_id"])
+        raw = result_store().get(request.match_info["prompt_id"])
         if raw is None:
             return web.json_response({"error": "no ObCLIP result for this prompt id (never produced, already "
                                                "fetched, or expired)"}, status=404)
         return web.Response(body=raw, content_type="application/octet-stream")
 
-    @srv.routes.delete(RESULT_ROUTE)
+    @srv.routes.delete(routes.RESULT)
     async def delete_result(request):
-        return web.json_response({"deleted": STORE.delete(request.match_info["prompt_id"])})
+        return web.json_response({"deleted": result_store().delete(request.match_info["prompt_id"])})
 
     _installed = True
     log.info("obclip: server side installed (token auth %s, candidate limit %s, result store)",
              "on" if token else "off", limit or "none")
     return True
 
-
-install()

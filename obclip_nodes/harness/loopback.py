@@ -16,7 +16,8 @@ import aiohttp
 from aiohttp import web
 
 from ..protocol.payload import fetch_ui
-from ..protocol.request import INFO_ROUTE, PACK_INFO, SERVER_NODE_IDS, SERVER_RETURN, SERVER_SAMPLER
+from ..protocol import routes
+from ..protocol.request import PACK_INFO, SERVER_NODE_IDS, SERVER_RETURN, SERVER_SAMPLER
 
 HOP = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "keep-alive",
        "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "accept-encoding"}
@@ -118,15 +119,15 @@ class ToyCloud(_Site):
         r.add_get("/prompt", self.get_prompt)
         r.add_post("/prompt", self.post_prompt)
         r.add_get("/object_info/{name}", self.object_info)
-        r.add_get(INFO_ROUTE, self.pack_info)
+        r.add_get(routes.INFO, self.pack_info)
         r.add_get("/models/checkpoints", self.checkpoints)
         r.add_get("/ws", self.ws)
         r.add_get("/history/{pid}", self.history)
         r.add_get("/queue", self.queue_info)
         r.add_post("/queue", self.ok)
         r.add_post("/interrupt", self.ok)
-        r.add_get("/obclip/result/{pid}", self.result)
-        r.add_delete("/obclip/result/{pid}", self.ok)
+        r.add_get(routes.RESULT, self.result)
+        r.add_delete(routes.RESULT, self.ok)
 
     async def ok(self, request):
         return web.json_response({})
@@ -168,7 +169,7 @@ class ToyCloud(_Site):
         if self.fault == "bad_sha":
             sha = "0" * 64
         nbytes = len(raw) * (1 << 20) if self.fault == "oversized" else len(raw)
-        return fetch_ui(f"/obclip/result/{self.prompt_id}", sha, rows, nbytes)
+        return fetch_ui(routes.result_path(self.prompt_id), sha, rows, nbytes)
 
     async def ws(self, request):
         ws = web.WebSocketResponse()

@@ -1,0 +1,158 @@
+"""Every ``OBCLIP_*`` setting, read and validated in one place.
+
+Nothing here raises at import, and one bad value never stops the pack from loading: `settings()`
+parses each variable on its own, keeps the default for a bad one and records a message that names
+the variable and the fix. The feature that needs the setting raises that message when it is used
+(`Settings.require`), so a typo in a cloud-only setting cannot break a device's Expander.
+
+Secrets (tokens, passwords) are read here too, but their values never appear in a message.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PREFIX = "OBCLIP_"
+
+
+class ConfigError(ValueError):
+    """A setting with a value the pack cannot use; the message names the variable and the fix."""
+
+
+def _flag(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("use 1 or 0")
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        v = int(raw.strip())
+    except ValueError:
+        raise ValueError("use a whole number above 0") from None
+    if v <= 0:
+        raise ValueError("use a whole number above 0")
+    return v
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        v = float(raw.strip())
+    except ValueError:
+        raise ValueError("use a number above 0") from None
+    if not v > 0 or v == float("inf"):
+        raise ValueError("use a number above 0")
+    return v
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _family(raw: str) -> str:
+    v = raw.strip().upper() or "SD15"
+    if v not in ("SD15", "SDXL"):
+        raise ValueError("use SD15 or SDXL")
+    return v
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    parse: object
+    default: object
+    doc: str
+    secret: bool = False
+
+
+# name -> Setting. The single list of what the pack reads from the environment.
+SETTINGS: dict[str, Setting] = {s.env[len(PREFIX):].lower(): s for s in (
+    # device (client) side
+    Setting("OBCLIP_CLOUD_TOKEN", _text, "", "bearer token for the cloud (scoped: see remote/endpoints.py)", True),
+    Setting("OBCLIP_CLOUD_BASIC", _text, "", "user:password for the cloud (scoped like the token)", True),
+    Setting("OBCLIP_CLOUD_CA_FILE", _text, "", "PEM bundle to trust for https/wss clouds"),
+    Setting("OBCLIP_SECRETS_FILE", _text, "", "per-server secrets file (default ~/.config/obclip/secrets.json)"),
+    Setting("OBCLIP_STOCK_FALLBACK", _flag, True, "use stock nodes on a cloud without the pack (1) or fail (0)"),
+    Setting("OBCLIP_STOCK_FAMILY", _family, "SD15", "the cloud model's family in stock mode: SD15 or SDXL"),
+    Setting("OBCLIP_PROBE_FROM_ANY_HOST", _flag, False, "let non-loopback browsers use the connection probe"),
+    # cloud (server) side
+    Setting("OBCLIP_SERVER_TOKEN", _text, "", "bearer token every request to this cloud must carry", True),
+    Setting("OBCLIP_SERVER_TOKEN_FILE", _text, "", "file holding the server token"),
+    Setting("OBCLIP_SERVER_MAX_CANDIDATES", _positive_int, 256, "most candidates one request may carry"),
+    Setting("OBCLIP_SERVER_RESULT_TTL_S", _positive_float, 600.0, "seconds an unfetched result is kept"),
+    Setting("OBCLIP_SERVER_RESULT_MAX_MB", _positive_float, 2048.0, "memory the result store may hold, MiB"),
+    # lab
+    Setting("OBCLIP_MINIWORLD", _flag, False, "register the demo's mini-world model family and checkpoints"),
+)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: dict = field(default_factory=dict)
+    problems: dict = field(default_factory=dict)   # name -> message, for values that did not parse
+
+    def __getattr__(self, name: str):
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def require(self, *names: str) -> "Settings":
+        """Raise the first problem among `names` (the settings a feature is about to use)."""
+        for n in names:
+            if n in self.problems:
+                raise ConfigError(self.problems[n])
+        return self
+
+    def env_name(self, name: str) -> str:
+        return SETTINGS[name].env
+
+    def server_token(self) -> str | None:
+        """OBCLIP_SERVER_TOKEN, else the content of OBCLIP_SERVER_TOKEN_FILE; None when neither is set."""
+        if self.values["server_token"]:
+            return self.values["server_token"]
+        path = self.values["server_token_file"]
+        if not path:
+            return None
+        try:
+            token = Path(path).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"OBCLIP_SERVER_TOKEN_FILE={path} cannot be read ({e.strerror}); "
+                              "point it at a file holding the token") from None
+        if not token:
+            raise ConfigError(f"OBCLIP_SERVER_TOKEN_FILE={path} is empty; put the token in it")
+        return token
+
+
+def settings(environ=None) -> Settings:
+    """Read every OBCLIP_* variable now (cheap; call it where the value is used, not at import)."""
+    env = os.environ if environ is None else environ
+    values, problems = {}, {}
+    for name, s in SETTINGS.items():
+        raw = env.get(s.env)
+        if raw is None:
+            values[name] = s.default
+            continue
+        try:
+            values[name] = s.parse(raw)
+        except ValueError as e:
+            values[name] = s.default
+            shown = "(hidden)" if s.secret else repr(raw)
+            problems[name] = f"{s.env}={shown} is not valid: {e} ({s.doc})"
+    return Settings(values, problems)
+
+
+def unknown_variables(environ=None) -> list[str]:
+    """OBCLIP_* variables the pack does not read: usually a typo, reported in the log at load."""
+    env = os.environ if environ is None else environ
+    known = {s.env for s in SETTINGS.values()}
+    return sorted(k for k in env if k.startswith(PREFIX) and k not in known)
+
+
+def describe() -> list[dict]:
+    """The documented list, for the README and the tests."""
+    return [{"env": s.env, "default": s.default, "doc": s.doc} for s in SETTINGS.values()]
