@@ -16,9 +16,10 @@ same whichever candidate is real (Theorem 1).
 """
 
 from .errors import ExpansionError
-from .expander import Expansion, expand_prompt
+from .expander import Expansion, check_negative, expand_prompt
 from .lexicon import PRESETS, Lexicon, load_lexicon, parse_lexicon
 from .check import verify_closure
+from .policy import OUTCOMES, Finding
 
-__all__ = ["expand_prompt", "Expansion", "ExpansionError", "PRESETS", "Lexicon", "load_lexicon", "parse_lexicon",
+__all__ = ["expand_prompt", "check_negative", "OUTCOMES", "Expansion", "ExpansionError", "PRESETS", "Lexicon", "load_lexicon", "parse_lexicon",
            "verify_closure"]
