@@ -132,8 +132,10 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
                     return None
                 pos = nxt.t1
                 continue
-            if ignored[pos] or low[pos] in lex.stop_words or low[pos] in lex.chain_breakers or colour:
+            if ignored[pos] or low[pos] in lex.stop_words or low[pos] in lex.chain_breakers:
                 return None
+            if colour and not (gaps[pos] == "-" and pos == c.t1 and low[pos] not in ("haired", "eyed", "skinned")):
+                return None                  # "black cat", "black-haired": colours bind only when adjacent
             if not _ADJ_GAP_RE.match(gaps[pos]):
                 return None                  # a free word must be in the same phrase: no commas
             free += 1
