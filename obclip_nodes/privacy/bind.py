@@ -89,7 +89,10 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
     for i in [i for i, w in enumerate(low) if w in pn]:
         if at[i] is None and not ignored[i]:
             heads[i] = (pn[low[i]], ("w", low[i]), None, i + 1)
-    count_tags = sum(1 for w in low if _COUNT_TAG_RE.match(w))
+    tags = [w for w in low if _COUNT_TAG_RE.match(w)]
+    count_tags = len(tags)
+    one_person_tags = bool(tags) and all(w == "solo" or w.startswith("1") for w in tags) and sum(
+        1 for w in tags if w != "solo") <= 1
     groups: list[Group] = []
     g = None
     for i in sorted(heads):
@@ -116,10 +119,20 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
 
     adjectives = [c for c in cues if c.role == "adjective" and c.bind != "anchor"]
 
+    def describes_a_part(c: Cue) -> bool:        # "black haired", "white-haired", "brown eyes"
+        q = c.t1
+        return q < n and low[q] in lex.part_words and gaps[q] in (" ", "-") and at[q] is None
+
+    def agentive(pos: int) -> bool:              # an unknown person word: "falconer", "backpacker"
+        w = low[pos]
+        return (len(w) >= 6 and w.isalpha() and w not in lex.agentive_exceptions and w.endswith(lex.agentive_suffixes)
+                and (pos + 1 >= n or gaps[pos + 1].strip(" \t") != "" or low[pos + 1] in lex.stop_words))
+
     def forward(c: Cue) -> "Group | None":
         pos = c.t1
         free = 0
-        colour = c.kind in ("form", "snap", "sensitive") and c.surface.lower() in lex.colour_words
+        if describes_a_part(c):
+            return None
         while pos < n:
             if not _CHAIN_GAP_RE.match(gaps[pos]):
                 return None
@@ -134,10 +147,15 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
                 continue
             if ignored[pos] or low[pos] in lex.stop_words or low[pos] in lex.chain_breakers:
                 return None
-            if colour and not (gaps[pos] == "-" and pos == c.t1 and low[pos] not in ("haired", "eyed", "skinned")):
-                return None                  # "black cat", "black-haired": colours bind only when adjacent
             if not _ADJ_GAP_RE.match(gaps[pos]):
                 return None                  # a free word must be in the same phrase: no commas
+            if c.par is not None and agentive(pos):
+                g = Group(pos, pos + 1, "plural" if low[pos].endswith("s") else "singular", {("w", low[pos])}, [],
+                          start=pos)
+                groups.append(g)
+                group_at[pos] = g
+                group_end[pos] = g
+                return g
             free += 1
             if free > _MAX_FREE_WORDS:
                 return None
@@ -175,6 +193,8 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
     head_of = {id(g.cues[0]) for g in groups if g.cues and g.t0 == g.cues[0].t0}
 
     def backward(c: Cue) -> "Group | None":
+        if describes_a_part(c):
+            return None
         p = c.t0 - 1
         if p >= 0 and p in group_end and _BACK_GAP_RE.match(gaps[c.t0]):
             return group_end[p]
@@ -217,6 +237,7 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
             g.start = c.t0
 
     # -- people -----------------------------------------------------------------------------
+    groups.sort(key=lambda g: g.t0)
     persons: list[Person] = []
     contradictions: list = []
 
@@ -254,7 +275,7 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
             target.last = g.t1 - 1
 
     # tag soup with one count tag: all singular mentions are that one person
-    if count_tags == 1 and len([p for p in persons if p.number == "singular"]) > 1:
+    if one_person_tags and len([p for p in persons if p.number == "singular"]) > 1:
         single = [p for p in persons if p.number == "singular"]
         keep = single[0]
         for p in single[1:]:

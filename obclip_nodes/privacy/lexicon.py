@@ -179,6 +179,9 @@ class Lexicon:
     first_names: frozenset = frozenset()
     ambiguous_names: frozenset = frozenset()
     celebrities: frozenset = frozenset()
+    part_words: frozenset = frozenset()
+    agentive_suffixes: tuple = ()
+    agentive_exceptions: frozenset = frozenset()
     compound_suffixes: tuple = ()                       # ((suffix, value), ...) of unknown gendered words
     compound_exceptions: frozenset = frozenset()
     synthetic: dict = field(default_factory=dict)        # pid -> Paradigm made at run time (numeric ages)
@@ -443,7 +446,9 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
                    ambiguous_names=fs("ambiguous_names", False), celebrities=fs("celebrities", False),
                    compound_suffixes=tuple(sorted(((suf, v) for v, sufs in shared.get("compound_suffixes", {}).items()
                                                    for suf in sufs), key=lambda x: -len(x[0]))),
-                   compound_exceptions=fs("compound_exceptions"))
+                   compound_exceptions=fs("compound_exceptions"), part_words=fs("part_words"),
+                   agentive_suffixes=tuple(sorted(fs("agentive_suffixes"), key=len, reverse=True)),
+                   agentive_exceptions=fs("agentive_exceptions"))
 
 
 @lru_cache(maxsize=None)
