@@ -34,6 +34,9 @@ _NUM_SHAPES = (
 )
 
 
+_DIGIT_RE = re.compile(r"\d")
+
+
 @dataclass(eq=False)
 class Cue:
     t0: int                      # first word
@@ -124,7 +127,7 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
             at[k] = c
 
     # -- numbers first: "30-year-old" must not read as the adjective "old"
-    if lex.numeric_ages is not None and any(ch.isdigit() for ch in text):
+    if lex.numeric_ages is not None and _DIGIT_RE.search(text):
         starts = {c0: i for i, (c0, _) in enumerate(tok.spans)}
         ends = {c1: i for i, (_, c1) in enumerate(tok.spans)}
         for kind, bind, rx in _NUM_SHAPES:
@@ -281,8 +284,10 @@ def _names(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:
 def _compounds(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:
     if not lex.compound_suffixes:
         return
+    ends = tuple(suf for suf, _ in lex.compound_suffixes)
     for i, w in enumerate(tok.low):
-        if at[i] is not None or ignored[i] or len(w) < 6 or w in lex.compound_exceptions or w in lex.person_nouns:
+        if len(w) < 6 or not w.endswith(ends) or at[i] is not None or ignored[i] or w in lex.compound_exceptions \
+                or w in lex.person_nouns:
             continue
         for suf, value in lex.compound_suffixes:
             if w.endswith(suf) and len(w) - len(suf) >= 3 and w[:-len(suf)].isalpha():

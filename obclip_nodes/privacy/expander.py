@@ -36,6 +36,21 @@ from .policy import Finding, decide, findings, refusal
 from .render import Reading, read, render_all
 from .tokenize import WORD_RE
 
+class CandidateList(tuple):
+    """The public candidates (a plain tuple of prompts) plus the run's privacy settings, so that the
+    node that sends them can check the negative prompt with the same lexicon and override."""
+
+    lexicon: "str | None" = None
+    allow_unprotected: bool = False
+
+    @classmethod
+    def of(cls, candidates, lexicon=None, allow_unprotected: bool = False) -> "CandidateList":
+        out = cls(candidates)
+        out.lexicon = lexicon
+        out.allow_unprotected = bool(allow_unprotected)
+        return out
+
+
 @dataclass(frozen=True)
 class Expansion:
     """The result of :func:`expand_prompt`.

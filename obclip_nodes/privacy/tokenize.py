@@ -27,7 +27,6 @@ _MASK_RE = re.compile(
     r"|--(?!no\b)[a-zA-Z]+(?:[ \t]+(?!--)[^\s,]+)?"       # --ar 16:9, --v 6, --style raw, --tile
 )
 _NEG_RE = re.compile(r"--no\b([^\n]*?)(?=\s--[a-zA-Z]|$)", re.M)
-_SEGMENT_RE = re.compile(r"[,\n|]|\bBREAK\b")
 
 
 @dataclass(eq=False)
@@ -60,19 +59,24 @@ class Tokens:
 
 
 def tokenize(text: str) -> Tokens:
-    masked: list[tuple[int, int]] = [m.span() for m in _MASK_RE.finditer(text)] if any(
-        c in text for c in "<:-e") else []
+    masked: list[tuple[int, int]] = [m.span() for m in _MASK_RE.finditer(text)] if (
+        ":" in text or "<" in text or "--" in text) else []
     negs: list[tuple[int, int]] = [m.span(1) for m in _NEG_RE.finditer(text)] if "--no" in text else []
-    words, spans = [], []
-    mi = 0
-    for m in WORD_RE.finditer(text):
-        c0, c1 = m.span()
-        while mi < len(masked) and masked[mi][1] <= c0:
-            mi += 1
-        if mi < len(masked) and masked[mi][0] <= c0 < masked[mi][1]:
-            continue
-        words.append(m.group(0))
-        spans.append((c0, c1))
+    if masked:
+        words, spans = [], []
+        mi = 0
+        for m in WORD_RE.finditer(text):
+            c0, c1 = m.span()
+            while mi < len(masked) and masked[mi][1] <= c0:
+                mi += 1
+            if mi < len(masked) and masked[mi][0] <= c0 < masked[mi][1]:
+                continue
+            words.append(m.group(0))
+            spans.append((c0, c1))
+    else:
+        ms = list(WORD_RE.finditer(text))
+        words = [m.group(0) for m in ms]
+        spans = [m.span() for m in ms]
     gaps = []
     pos = 0
     for c0, c1 in spans:
@@ -81,9 +85,7 @@ def tokenize(text: str) -> Tokens:
     gaps.append(text[pos:])
     seg, segment = 0, []
     for i in range(len(words)):
-        if i and _SEGMENT_RE.search(gaps[i]):
-            seg += 1
-        elif i and words[i] == "BREAK":
+        if i and ("," in gaps[i] or "\n" in gaps[i] or "|" in gaps[i] or words[i] == "BREAK"):
             seg += 1
         segment.append(seg)
     negative = [any(a <= c0 < b for a, b in negs) for c0, _ in spans] if negs else [False] * len(words)
