@@ -34,7 +34,7 @@ DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "tests" / "unit" / "priva
 OUTCOME_CODES = {"P": "protected", "R": "refused", "C": "clean"}
 
 
-def load_corpus(path: "str | Path") -> list[dict]:
+def load_corpus(path: str | Path) -> list[dict]:
     rows = []
     for k, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -64,7 +64,12 @@ def classify(row: dict) -> dict:
 
 
 def run(argv: list[str]) -> dict:
-    from obclip_nodes.privacy import ExpansionError, expand_prompt, load_lexicon, verify_closure
+    from obclip_nodes.privacy import (
+        ExpansionError,
+        expand_prompt,
+        load_lexicon,
+        verify_closure,
+    )
     from obclip_nodes.privacy.render import coherence_failures
 
     ap = argparse.ArgumentParser(prog="python -m obclip_nodes.bench privacy", description=__doc__.split("\n")[0])

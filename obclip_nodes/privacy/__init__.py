@@ -19,10 +19,10 @@ same whichever candidate is real (Theorem 1).
   :mod:`obclip_nodes.privacy.expander` and its stages (tokenize, cues, bind, policy, render).
 """
 
+from .check import verify_closure
 from .errors import ExpansionError
 from .expander import CandidateList, Expansion, check_negative, expand_prompt
 from .lexicon import PRESETS, Lexicon, load_lexicon, parse_lexicon
-from .check import verify_closure
 from .policy import OUTCOMES, Finding
 
 __all__ = ["expand_prompt", "check_negative", "CandidateList", "Expansion", "ExpansionError", "Finding", "OUTCOMES",

@@ -128,7 +128,7 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
         return (len(w) >= 6 and w.isalpha() and w not in lex.agentive_exceptions and w.endswith(lex.agentive_suffixes)
                 and (pos + 1 >= n or gaps[pos + 1].strip(" \t") != "" or low[pos + 1] in lex.stop_words))
 
-    def forward(c: Cue) -> "Group | None":
+    def forward(c: Cue) -> Group | None:
         pos = c.t1
         free = 0
         if describes_a_part(c):
@@ -192,7 +192,7 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
         g.start = g.t0
     head_of = {id(g.cues[0]) for g in groups if g.cues and g.t0 == g.cues[0].t0}
 
-    def backward(c: Cue) -> "Group | None":
+    def backward(c: Cue) -> Group | None:
         if describes_a_part(c):
             return None
         p = c.t0 - 1
@@ -200,7 +200,7 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
             return group_end[p]
         return None
 
-    def predicate(c: Cue) -> "Group | None":
+    def predicate(c: Cue) -> Group | None:
         p = c.t0 - 1
         while p >= 0 and low[p] in lex.predicate_adverbs and at[p] is None:
             p -= 1
@@ -233,8 +233,7 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
                 unattached.append(c)
             continue
         g.cues.append(c)
-        if c.t0 < g.start:
-            g.start = c.t0
+        g.start = min(g.start, c.t0)
 
     # -- people -----------------------------------------------------------------------------
     groups.sort(key=lambda g: g.t0)
@@ -381,7 +380,7 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
     return Binding(persons, unattached, len(groups), count_tags, contradictions)
 
 
-def contradiction_error(tok: Tokens, contradictions: list, active: frozenset) -> "ExpansionError | None":
+def contradiction_error(tok: Tokens, contradictions: list, active: frozenset) -> ExpansionError | None:
     for a_cue, b_cue, a in contradictions:
         if a in active:
             return ExpansionError(

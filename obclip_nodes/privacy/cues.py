@@ -26,10 +26,10 @@ from .tokenize import Tokens
 _NUM_SHAPES = (
     # (kind, bind, regex): group n is the number
     ("years", "both", re.compile(r"\b(?P<n>\d{1,3})(?:[ \t]*-?[ \t]*(?:years?|yrs?)[ \t]*-?[ \t]*old\b"
-                                 r"|[ \t]*-?[ \t]*(?:yo|y/o|yrs?)\b)", re.I)),
+                                 r"|[ \t]*-?[ \t]*(?:yo|y/o|yrs?)\b)", re.IGNORECASE)),
     ("decades", "anchor", re.compile(r"\b(?:in|during)[ \t]+(?P<pro>her|his|their|my|your)[ \t]+"
-                                     r"(?:(?:early|mid|late)[ \t-]+)?(?P<n>[1-9]0)'?s\b", re.I)),
-    ("years", "back", re.compile(r"\baged?[ \t]+(?P<n>\d{1,3})\b(?![.:]\d)", re.I)),
+                                     r"(?:(?:early|mid|late)[ \t-]+)?(?P<n>[1-9]0)'?s\b", re.IGNORECASE)),
+    ("years", "back", re.compile(r"\baged?[ \t]+(?P<n>\d{1,3})\b(?![.:]\d)", re.IGNORECASE)),
     ("years", "back", re.compile(r"(?<=[^\W\d_])[ \t]*,[ \t]*(?P<n>\d{1,3})(?=[ \t]*(?:[,.;)\n]|$))")),
 )
 
@@ -46,8 +46,8 @@ class Cue:
     kind: str                    # form | snap | numeric | sensitive | name | compound
     role: str                    # noun | adjective | pronoun | title | context
     stype: str                   # the attribute type it reveals
-    par: "Paradigm | None" = None
-    value: "str | None" = None
+    par: Paradigm | None = None
+    value: str | None = None
     style: str = "natural"
     surface: str = ""
     fix: str = ""
@@ -101,7 +101,7 @@ def paradigm_by_pid(lex: Lexicon, pid) -> Paradigm:
     return lex.paradigms[pid] if isinstance(pid, int) else lex.synthetic[pid]
 
 
-def _band(lex: Lexicon, n: int) -> "str | None":
+def _band(lex: Lexicon, n: int) -> str | None:
     for lo, hi, v in lex.numeric_ages["bands"]:
         if lo <= n <= hi:
             return v
@@ -230,6 +230,16 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
         put(Cue(i, i + k, c0, c1, "form", e.paradigm.role, e.paradigm.attribute, e.paradigm, e.value, st, surface,
                 negative=tok.negative[i]))
 
+    # "in her forties", "in his late 20s": an age after "in <pronoun>" describes the pronoun's person
+    if lex.numeric_ages is not None:
+        age = lex.numeric_ages["attribute"]
+        for c in cues:
+            if c.par is not None and c.par.attribute == age and c.role == "adjective" and c.bind != "anchor":
+                k = c.t0 - 1
+                if k >= 0 and low[k] in ("early", "mid", "late") and at[k] is None:
+                    k -= 1
+                if k >= 1 and at[k] is not None and at[k].role == "pronoun" and low[k - 1] in ("in", "during"):
+                    c.bind, c.anchor = "anchor", k
     if full:
         _names(tok, lex, at, ignored, put)
         _compounds(tok, lex, at, ignored, put)

@@ -25,26 +25,26 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
+from .bind import contradiction_error
 from .cues import find_phrases
 from .errors import ExpansionError
-from .bind import contradiction_error
 from .lexicon import Lexicon, load_lexicon
 from .policy import Finding, decide, findings, refusal
 from .render import Reading, read, render_all
-from .tokenize import WORD_RE
+
 
 class CandidateList(tuple):
     """The public candidates (a plain tuple of prompts) plus the run's privacy settings, so that the
     node that sends them can check the negative prompt with the same lexicon and override."""
 
-    lexicon: "str | None" = None
+    lexicon: str | None = None
     allow_unprotected: bool = False
 
     @classmethod
-    def of(cls, candidates, lexicon=None, allow_unprotected: bool = False) -> "CandidateList":
+    def of(cls, candidates, lexicon=None, allow_unprotected: bool = False) -> CandidateList:
         out = cls(candidates)
         out.lexicon = lexicon
         out.allow_unprotected = bool(allow_unprotected)
@@ -140,7 +140,7 @@ def _too_many(lex: Lexicon, slots, n: int, cap: int, exact: bool) -> ExpansionEr
 
 
 def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
-                  lexicon: "str | os.PathLike | Lexicon | None" = None, *, max_candidates: int = 32,
+                  lexicon: str | os.PathLike | Lexicon | None = None, *, max_candidates: int = 32,
                   allow_unprotected: bool = False) -> Expansion:
     """Expand ``prompt`` into ObCLIP's candidate set.  See the module docstring.
 
@@ -187,7 +187,7 @@ def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
                      normalisations=norms)
 
 
-def check_negative(negative: str, lexicon: "str | os.PathLike | Lexicon | None" = None, *,
+def check_negative(negative: str, lexicon: str | os.PathLike | Lexicon | None = None, *,
                    allow_unprotected: bool = False) -> tuple:
     """The negative prompt goes to the server as it is, the same for every candidate, so any
     sensitive word in it ("male, beard") tells which candidate is real.  Returns the findings

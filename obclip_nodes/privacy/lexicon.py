@@ -78,10 +78,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Mapping
 
 from .errors import ExpansionError
 
@@ -126,7 +126,7 @@ class Paradigm:
     forms: Mapping[str, str]          # value -> natural surface
     implies: Mapping[str, str]
     styles: tuple[str, ...]           # styles that are safe for this paradigm, in detection order
-    modifier: "int | None" = None     # pid of the paradigm that renders it before another person word
+    modifier: int | None = None     # pid of the paradigm that renders it before another person word
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"Paradigm({self.attribute}/{self.role}:{'/'.join(self.forms.values())})"
@@ -136,8 +136,8 @@ class Paradigm:
 class Entry:
     words: tuple[str, ...]
     seps: tuple[str, ...]
-    paradigm: "Paradigm | None"       # form/snap: the paradigm that renders it; sensitive: None
-    value: "str | None"
+    paradigm: Paradigm | None       # form/snap: the paradigm that renders it; sensitive: None
+    value: str | None
     kind: str = "form"                # form (a surface of the paradigm) | snap | sensitive
     stype: str = ""                   # sensitive: the attribute type it reveals
     role: str = ""                    # snap/sensitive: adjective | noun | context
@@ -164,7 +164,7 @@ class Lexicon:
     ignore_phrases: dict                              # see _phrase_index; payload None
     leak_words: dict                                  # see _phrase_index; payload (word, attribute, kind)
     pronoun_words: frozenset[str] = field(default_factory=frozenset)
-    numeric_ages: "dict | None" = None
+    numeric_ages: dict | None = None
     fixes: dict = field(default_factory=dict)           # type -> generic fix text
     chain_breakers: frozenset = frozenset()
     colour_words: frozenset = frozenset()
@@ -451,17 +451,17 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
                    agentive_exceptions=fs("agentive_exceptions"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _shared() -> dict:
     return json.loads((_DATA / "sensitive.json").read_text(encoding="utf-8"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _demonyms() -> dict:
     return json.loads((_DATA / "demonyms.json").read_text(encoding="utf-8"))["demonyms"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _first_names() -> frozenset:
     lines = (_DATA / "first_names.txt").read_text(encoding="utf-8").splitlines()
     return frozenset(x.strip() for x in lines if x.strip() and not x.startswith("#"))
@@ -481,7 +481,7 @@ def _read_json(path: Path, source: str) -> object:
         raise ExpansionError(f"bad lexicon {source}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _preset(name: str) -> Lexicon:
     path = _DIR / f"{name}.json"
     return parse_lexicon(_read_json(path, f"preset {name!r}"), f"preset {name!r}")
@@ -492,7 +492,7 @@ def _from_file(path: str, mtime_ns: int, size: int) -> Lexicon:
     return parse_lexicon(_read_json(Path(path), path), path)
 
 
-def load_lexicon(lexicon: "str | os.PathLike | Lexicon | None" = None) -> Lexicon:
+def load_lexicon(lexicon: str | os.PathLike | Lexicon | None = None) -> Lexicon:
     """None -> the "default" preset; a preset name; a path to a JSON lexicon; or a Lexicon."""
     if lexicon is None:
         return _preset("default")

@@ -174,12 +174,8 @@ def coherence_failures(candidates, lex: Lexicon, active: frozenset) -> list[str]
     bad = []
     for c in candidates:
         r = read(c, lex, active)
-        if r.binding.contradictions:
+        # a contradiction, or a word the reader had to rewrite (an implied value next to a different one,
+        # "a old"): either way the text is not a candidate the expander would write
+        if r.binding.contradictions or r.template.normalised:
             bad.append(c)
-            continue
-        for p in r.binding.persons:
-            if any(x.par is not None and x.par.implies and set(x.par.implies) & {
-                    y.par.attribute for y in p.cues if y is not x and y.par is not None} for x in p.cues):
-                bad.append(c)
-                break
     return bad

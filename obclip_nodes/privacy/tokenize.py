@@ -24,9 +24,10 @@ _MASK_RE = re.compile(
     r"<[^<>\n]{0,200}>"                                   # <lora:name:0.8>, <hypernet:...>
     r"|\bembedding:[^\s,()]+"                             # embedding:name
     r"|:\s*[-+]?\d*\.?\d+"                                # :1.2 weights (also the 9 of 16:9)
+    r"|--no\b"                                           # the --no keyword (its words stay words)
     r"|--(?!no\b)[a-zA-Z]+(?:[ \t]+(?!--)[^\s,]+)?"       # --ar 16:9, --v 6, --style raw, --tile
 )
-_NEG_RE = re.compile(r"--no\b([^\n]*?)(?=\s--[a-zA-Z]|$)", re.M)
+_NEG_RE = re.compile(r"--no\b([^\n]*?)(?=\s--[a-zA-Z]|$)", re.MULTILINE)
 
 
 @dataclass(eq=False)
@@ -85,7 +86,8 @@ def tokenize(text: str) -> Tokens:
     gaps.append(text[pos:])
     seg, segment = 0, []
     for i in range(len(words)):
-        if i and ("," in gaps[i] or "\n" in gaps[i] or "|" in gaps[i] or words[i] == "BREAK"):
+        if i and ("," in gaps[i] or "\n" in gaps[i] or "|" in gaps[i] or words[i] == "BREAK"
+                  or words[i - 1] == "BREAK"):
             seg += 1
         segment.append(seg)
     negative = [any(a <= c0 < b for a, b in negs) for c0, _ in spans] if negs else [False] * len(words)
