@@ -41,7 +41,7 @@ export function badgeFrom({ n, attributes, leak_warnings, error, outcome, unprot
   if (error || outcome === "refused") {
     const first = String(error || "").split("\n")[0].replace(/^refused: /, "");
     return { level: "refused", outcome: "refused",
-             text: `⛔ REFUSED · nothing is sent · ${words ? "unprotected: " + words : first}` };
+             text: `✖ REFUSED · nothing is sent · ${words ? "unprotected: " + words : first}` };
   }
   const warnings = leak_warnings?.length || 0;
   const attrs = attributes?.length ? attributes.join(", ") : "none";
@@ -49,8 +49,8 @@ export function badgeFrom({ n, attributes, leak_warnings, error, outcome, unprot
     return { level: "allowed", outcome: "allowed", warnings: leak_warnings || [],
              text: `⚠ UNPROTECTED (allowed) · server reads: ${words} · protects: ${attrs} · N = ${n}` };
   }
-  let text = `🔒 protected: ${attrs} · N = ${n}`;
-  if (n <= 1) text = "🔒 protected · nothing sensitive found · N = 1";
+  let text = `✔ protected: ${attrs} · N = ${n}`;
+  if (n <= 1) text = "✔ protected · nothing sensitive found · N = 1";
   if (warnings) text += ` · ⚠ ${warnings} leak warning${warnings > 1 ? "s" : ""}`;
   return { level: warnings ? "warn" : "ok", outcome: "protected", text, warnings: leak_warnings || [] };
 }
