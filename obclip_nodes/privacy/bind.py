@@ -31,7 +31,7 @@ from .tokenize import Tokens
 
 _CHAIN_GAP_RE = re.compile(r"^(?:[ \t,\-()\[\]{}:]|\d+(?:\.\d+)?)*$")
 _ADJ_GAP_RE = re.compile(r"^[ \t\-()\[\]{}:]*$")
-_BACK_GAP_RE = re.compile(r"^[ \t,]*$")
+_BACK_GAP_RE = re.compile(r"^[ \t,(]*$")
 _DETERMINERS = frozenset({"a", "an", "the", "one", "this", "that", "another", "every", "each", "any", "some", "two",
                           "three", "four", "several", "many", "few", "her", "his", "my", "your", "our", "their"})
 _DEFINITE = frozenset({"the", "this", "that", "these", "those"})

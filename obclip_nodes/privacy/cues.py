@@ -28,7 +28,12 @@ _NUM_SHAPES = (
     ("years", "both", re.compile(r"\b(?P<n>\d{1,3})(?:[ \t]*-?[ \t]*(?:years?|yrs?)[ \t]*-?[ \t]*old\b"
                                  r"|[ \t]*-?[ \t]*(?:yo|y/o|yrs?)\b)", re.IGNORECASE)),
     ("decades", "anchor", re.compile(r"\b(?:in|during)[ \t]+(?P<pro>her|his|their|my|your)[ \t]+"
-                                     r"(?:(?:early|mid|late)[ \t-]+)?(?P<n>[1-9]0)'?s\b", re.IGNORECASE)),
+                                     r"(?:(?:early|mid|late)[ \t-]+)?(?P<n>[1-9]0|teen)'?s\b", re.IGNORECASE)),
+    ("words", "both", re.compile(r"\b(?P<n>(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)"
+                                 r"(?:[ -](?:one|two|three|four|five|six|seven|eight|nine))?|ten|eleven|twelve|"
+                                 r"thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen)[ \t]*-?[ \t]*years?"
+                                 r"[ \t]*-?[ \t]*old\b", re.IGNORECASE)),
+    ("years", "back", re.compile(r"(?<=[^\W\d_])[ \t]*\((?P<n>\d{1,3})\)")),
     ("years", "back", re.compile(r"\baged?[ \t]+(?P<n>\d{1,3})\b(?![.:]\d)", re.IGNORECASE)),
     ("years", "back", re.compile(r"(?<=[^\W\d_])[ \t]*,[ \t]*(?P<n>\d{1,3})(?=[ \t]*(?:[,.;)\n]|$))")),
 )
@@ -90,8 +95,9 @@ def numeric_paradigm(lex: Lexicon, kind: str, suffix: str) -> Paradigm:
     par = lex.synthetic.get(pid)
     if par is None:
         cfg = lex.numeric_ages
-        canon = cfg[kind]
-        forms = {v: f"{canon[v]}{suffix}" for v in lex.attributes[cfg["attribute"]]}
+        canon = cfg["years" if kind == "words" else kind]
+        forms = {v: number_words(canon[v]) if kind == "words" else f"{canon[v]}{suffix}"
+                 for v in lex.attributes[cfg["attribute"]]}
         par = Paradigm(pid, cfg["attribute"], "adjective", "singular", None, False, forms, {}, ("natural",))
         lex.synthetic[pid] = par
     return par
@@ -99,6 +105,26 @@ def numeric_paradigm(lex: Lexicon, kind: str, suffix: str) -> Paradigm:
 
 def paradigm_by_pid(lex: Lexicon, pid) -> Paradigm:
     return lex.paradigms[pid] if isinstance(pid, int) else lex.synthetic[pid]
+
+
+_UNITS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+          "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+          "seventeen": 17, "eighteen": 18, "nineteen": 19}
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_NUMBER_WORDS = {v: k for k, v in {**_UNITS, **_TENS}.items()}
+
+
+def _word_number(w: str) -> int:
+    if w in _UNITS:
+        return _UNITS[w]
+    tens, _, unit = w.replace(" ", "-").partition("-")
+    return _TENS[tens] + _UNITS.get(unit, 0)
+
+
+def number_words(n: int) -> str:
+    if n in _NUMBER_WORDS:
+        return _NUMBER_WORDS[n]
+    return f"{_NUMBER_WORDS[n - n % 10]}-{_NUMBER_WORDS[n % 10]}"
 
 
 def _band(lex: Lexicon, n: int) -> str | None:
@@ -127,7 +153,7 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
             at[k] = c
 
     # -- numbers first: "30-year-old" must not read as the adjective "old"
-    if lex.numeric_ages is not None and _DIGIT_RE.search(text):
+    if lex.numeric_ages is not None and (_DIGIT_RE.search(text) or "year" in text.lower() or "teens" in low):
         starts = {c0: i for i, (c0, _) in enumerate(tok.spans)}
         ends = {c1: i for i, (_, c1) in enumerate(tok.spans)}
         for kind, bind, rx in _NUM_SHAPES:
@@ -137,9 +163,16 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
                     continue
                 digits = m.group("n")
                 word = tok.words[i]
-                suffix = word[len(digits):] if word.startswith(digits) else ""
-                num = int(digits)
-                v = _band(lex, num if kind == "years" else num + 5)
+                if kind == "words":
+                    num = _word_number(digits.lower())
+                    suffix = ""
+                    word = digits
+                elif digits.lower() == "teen":
+                    num, suffix = 10, "s"
+                else:
+                    num = int(digits)
+                    suffix = word[len(digits):] if word.startswith(digits) else ""
+                v = _band(lex, num + 5 if kind == "decades" else num)
                 if v is None:
                     continue
                 first = starts.get(m.start(), i)
@@ -147,7 +180,8 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
                 if last is None:
                     last = max(k for k in range(i, n) if tok.spans[k][0] < m.end())
                 par = numeric_paradigm(lex, kind, suffix)
-                c = Cue(min(first, i), last + 1, *tok.spans[i], "numeric", "adjective", par.attribute, par, v,
+                span = (m.start("n"), m.end("n")) if kind == "words" else tok.spans[i]
+                c = Cue(min(first, i), last + 1, *span, "numeric", "adjective", par.attribute, par, v,
                         "natural", word, bind=bind, negative=tok.negative[i])
                 c.snapped = par.forms[v] != word
                 if bind == "anchor":
@@ -189,14 +223,18 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
             if not full:
                 continue
             # "Asian-American": a nationality after a hyphen adds to the ethnicity word before it
-            if i > 0 and gaps[i] == "-" and at[i - 1] is not None and at[i - 1].stype == e0.stype:
+            if i > 0 and gaps[i] in ("-", " ") and at[i - 1] is not None and at[i - 1].stype == e0.stype \
+                    and at[i - 1].par is not None:
+                _to_demonym_paradigm(at[i - 1], lex)
                 continue
             put(Cue(i, i + k, c0, c1, "sensitive", e0.role, e0.stype, surface=surface, fix=e0.fix,
                     negative=tok.negative[i]))
             continue
         if e0.kind == "snap":
-            if i > 0 and gaps[i] == "-" and at[i - 1] is not None and at[i - 1].stype == e0.paradigm.attribute:
-                continue
+            if i > 0 and gaps[i] in ("-", " ") and at[i - 1] is not None and at[i - 1].par is not None \
+                    and at[i - 1].stype == e0.paradigm.attribute and e0.role == "adjective" and e0.fix:
+                _to_demonym_paradigm(at[i - 1], lex)
+                continue                              # "Asian-American", "Black British": one ethnicity word
             par = e0.paradigm
             style = _render_style(_style_of(surface, e0.surface), par)
             c = Cue(i, i + k, c0, c1, "snap", e0.role, par.attribute, par, e0.value, style, surface, e0.fix,
@@ -255,6 +293,10 @@ def _names(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:
     def capital(w: str) -> bool:
         return len(w) > 1 and w[0].isupper() and not w.isupper() and w[1:].islower()
 
+    for i in range(n - 1):
+        if words[i] in lex.gendered_titles and at[i] is None and capital(words[i + 1]) and gaps[i + 1] in (" ", ". "):
+            put(Cue(i, i + 1, *tok.spans[i], "sensitive", "noun", "gender", surface=words[i],
+                    fix="write Ms or Mr (swapped), or drop the title"))
     i = 0
     while i < n:
         w = words[i]
@@ -262,7 +304,9 @@ def _names(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:
             i += 1
             continue
         prev = low[i - 1] if i > 0 else ""
-        named = prev in lex.name_context and gaps[i].strip() == ""
+        named = (prev in lex.name_context and gaps[i].strip() == "") or (
+            prev in lex.name_titles and gaps[i] in (" ", ". ") and capital(words[i - 1])
+            and words[i] not in lex.place_suffixes and low[i] not in lex.stop_words)
         known = w in lex.first_names or w in lex.celebrities
         if not (known or named):
             i += 1
@@ -306,6 +350,17 @@ def _compounds(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:
                             f"neutral word (e.g. 'worker', 'person') or a paired one (woman/man)",
                         negative=tok.negative[i]))
                 break
+
+
+def _to_demonym_paradigm(c: Cue, lex: Lexicon) -> None:
+    """'African American' -> 'Black American': before a nationality, an ethnicity word renders with the
+    paradigm the nationalities snap to, so no candidate reads 'Latin American American'."""
+    if lex.demonym_pid is not None and c.par is not None and c.par.pid != lex.demonym_pid and c.kind in ("form", "snap"):
+        par = lex.paradigms[lex.demonym_pid]
+        if par.attribute == c.par.attribute:
+            c.par = par
+            c.style = c.style if c.style in par.styles else "natural"
+            c.snapped = True
 
 
 def find_phrases(low: list, gaps: list, index: dict):

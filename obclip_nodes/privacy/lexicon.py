@@ -180,6 +180,9 @@ class Lexicon:
     ambiguous_names: frozenset = frozenset()
     celebrities: frozenset = frozenset()
     part_words: frozenset = frozenset()
+    gendered_titles: frozenset = frozenset()
+    name_titles: frozenset = frozenset()
+    demonym_pid: "int | None" = None
     agentive_suffixes: tuple = ()
     agentive_exceptions: frozenset = frozenset()
     compound_suffixes: tuple = ()                       # ((suffix, value), ...) of unknown gendered words
@@ -371,12 +374,14 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
                                        role="noun" if par.role in ("noun", "title") else "adjective"))
     # demonyms: generated table + the lexicon's region -> value map
     dem = data.get("demonyms")
+    dem_pid = None
     if dem is not None:
         if not isinstance(dem, dict) or dem.get("attribute") not in attributes:
             raise bad('"demonyms" must name a known "attribute"')
         a = dem["attribute"]
         plist = [p for p in paradigms if p.attribute == a]
         par = plist[int(dem.get("paradigm", 0))]
+        dem_pid = par.pid
         ppar = plist[int(dem["plural_paradigm"])] if dem.get("plural_paradigm") is not None else None
         for word, row in _demonyms().items():
             if word in dem.get("words", {}):
@@ -447,6 +452,8 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
                    compound_suffixes=tuple(sorted(((suf, v) for v, sufs in shared.get("compound_suffixes", {}).items()
                                                    for suf in sufs), key=lambda x: -len(x[0]))),
                    compound_exceptions=fs("compound_exceptions"), part_words=fs("part_words"),
+                   gendered_titles=fs("gendered_titles", False), name_titles=fs("name_titles"),
+                   demonym_pid=dem_pid,
                    agentive_suffixes=tuple(sorted(fs("agentive_suffixes"), key=len, reverse=True)),
                    agentive_exceptions=fs("agentive_exceptions"))
 

@@ -97,7 +97,7 @@ def test_leak_warnings():
         expand_prompt("Mrs Smith, a Latina teenage girl")
     assert "Latina" not in str(ei.value) and "teenage" not in str(ei.value)   # those two are swapped
     e = expand_prompt("Mrs Smith, a Latina teenage girl", allow_unprotected=True)
-    assert e.outcome == "allowed" and [f.word for f in e.unprotected] == ["Mrs"]
+    assert e.outcome == "allowed" and [f.word for f in e.unprotected] == ["Mrs", "Smith"]   # title + surname
     assert "'Latina' -> 'Hispanic' (ethnicity: hispanic)" in e.normalisations
     assert "'teenage' -> 'young' (age: young)" in e.normalisations
     assert "'girl/boy' implies age" in " | ".join(expand_prompt("a girl").leak_warnings)
@@ -130,7 +130,7 @@ def test_server_learns_mentions_what_leaks():
 
 
 def test_leak_warnings_and_server_learns_do_not_depend_on_the_real_candidate():
-    for p in ["a young girl with a beard", "Ms Smith and her grandson", "an old woman holding a black cat"]:
+    for p in ["a young girl with a beard", "a lady and her grandson", "an old woman holding a black cat"]:
         e = expand_prompt(p)
         assert len({(expand_prompt(c).leak_warnings, expand_prompt(c).server_learns) for c in e.candidates}) == 1
 
