@@ -297,6 +297,8 @@ def _names(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:
         if words[i] in lex.gendered_titles and at[i] is None and capital(words[i + 1]) and gaps[i + 1] in (" ", ". "):
             put(Cue(i, i + 1, *tok.spans[i], "sensitive", "noun", "gender", surface=words[i],
                     fix="write Ms or Mr (swapped), or drop the title"))
+    caps = sum(1 for k in range(1, n) if words[k][:1].isupper() and not re.search(r"[.!?]", gaps[k]))
+    lowercase_prompt = n >= 3 and caps <= 2 + n // 4          # not Title Case, where every word is capitalised
     i = 0
     while i < n:
         w = words[i]
@@ -308,7 +310,13 @@ def _names(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:
             prev in lex.name_titles and gaps[i] in (" ", ". ") and capital(words[i - 1])
             and words[i] not in lex.place_suffixes and low[i] not in lex.stop_words)
         known = w in lex.first_names or w in lex.celebrities
-        if not (known or named):
+        # an unknown "Firstname Lastname" in a prompt that is otherwise written in lower case
+        pair = (not known and not named and lowercase_prompt and i + 1 < n and capital(words[i + 1])
+                and gaps[i + 1] == " " and at[i + 1] is None and w not in lex.place_prefixes
+                and words[i + 1] not in lex.place_suffixes and low[i] not in lex.stop_words
+                and low[i + 1] not in lex.stop_words and (i == 0 or gaps[i].strip() in ("", ",", "("))
+                and prev not in ("on", "by"))
+        if not (known or named or pair):
             i += 1
             continue
         j = i + 1

@@ -24,6 +24,7 @@ from .lexicon import Lexicon
 from .tokenize import Tokens
 
 OUTCOMES = ("protected", "refused", "allowed")
+_SCENE_TYPES = frozenset({"religion", "orientation"})
 _TYPE_NAMES = {"name": "a personal name", "gender": "gender", "age": "age", "ethnicity": "ethnicity"}
 
 
@@ -61,7 +62,10 @@ def findings(tok: Tokens, cs: Cues, b: Binding, lex: Lexicon, active: frozenset)
             continue
         if c.kind in ("sensitive", "name", "compound"):
             describes = (c.role == "noun" or (c.role == "adjective" and c.person is not None)
-                         or (c.role == "context" and has_person))
+                         or (c.role == "context" and has_person)
+                         # "a gay wedding with two grooms", "a Catholic wedding, bride and groom": these
+                         # types describe the people of the scene even when they modify a thing
+                         or (c.role == "adjective" and has_person and c.stype in _SCENE_TYPES))
             if not describes:
                 continue
             if c.kind == "name":
