@@ -6,6 +6,7 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..acceleration import AccelerationSettings
+from ..privacy import ExpansionError, check_negative
 from ..protocol import CloudRequest, ProtocolError
 from ..protocol.request import WIRE_DTYPES
 from ..remote import CloudClient, CloudError, RemoteSettings
@@ -48,6 +49,11 @@ class CloudPartialSampler(io.ComfyNode):
                       sampler_name, scheduler, width, height, timeout_s, acceleration=None,
                       wire_precision="float32") -> io.NodeOutput:
         accel = acceleration or AccelerationSettings()
+        try:  # the negative goes to the cloud verbatim: same detector, same lexicon and override as the expander
+            check_negative(negative, getattr(candidates, "lexicon", None),
+                           allow_unprotected=getattr(candidates, "allow_unprotected", False))
+        except ExpansionError as e:
+            raise ValueError(f"ObCLIP Cloud Partial Sampler: {e}") from None
         try:
             req = CloudRequest(candidates=tuple(candidates), checkpoint=cloud_checkpoint.strip(),
                                negative=negative, seed=seed, steps=steps, cloud_steps=cloud_steps, cfg=cfg,

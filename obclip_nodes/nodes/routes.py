@@ -67,11 +67,16 @@ def expand_preview(body: dict) -> dict:
     attrs = [a.strip() for a in str(body.get("attributes") or "").split(",") if a.strip()] or None
     try:
         exp = expand_prompt(str(body.get("prompt") or ""), attrs, str(body.get("preset") or "default"),
-                            max_candidates=int(body.get("max_candidates") or 32))
+                            max_candidates=int(body.get("max_candidates") or 32),
+                            allow_unprotected=body.get("allow_unprotected") is True)
     except (ExpansionError, ValueError) as e:
-        return {"error": str(e)}
+        found = getattr(e, "findings", ())
+        return {"error": str(e), "outcome": "refused",
+                "unprotected": [{"word": f.word, "type": f.type} for f in found]}
     return {"n": exp.n, "attributes": list(exp.attributes), "candidates": list(exp.candidates),
-            "leak_warnings": list(exp.leak_warnings), "server_learns": exp.server_learns}
+            "leak_warnings": list(exp.leak_warnings), "server_learns": exp.server_learns,
+            "outcome": exp.outcome, "normalisations": list(exp.normalisations),
+            "unprotected": [{"word": f.word, "type": f.type} for f in exp.unprotected]}
 
 
 LOOPBACK = {"127.0.0.1", "::1"}

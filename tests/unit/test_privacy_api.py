@@ -92,10 +92,15 @@ def test_leak_warnings():
     assert "laugh lines" not in w           # age is not protected here: nothing to weaken
     e = expand_prompt("an old man with laugh lines")
     assert any("'laugh lines' correlates with age" in x for x in e.leak_warnings)
-    e = expand_prompt("Mrs Smith, a Latina teenage girl")
-    w = " | ".join(e.leak_warnings)
-    assert "'Mrs' gives away gender" in w and "'Latina' gives away gender" in w and "'teenage' gives away age" in w
-    assert "'girl/boy' implies age" in w
+    # words that give an attribute away are no longer warnings: they are swapped (snapped) or refused
+    with pytest.raises(ExpansionError, match=r"'Mrs' \(gender\)") as ei:
+        expand_prompt("Mrs Smith, a Latina teenage girl")
+    assert "Latina" not in str(ei.value) and "teenage" not in str(ei.value)   # those two are swapped
+    e = expand_prompt("Mrs Smith, a Latina teenage girl", allow_unprotected=True)
+    assert e.outcome == "allowed" and [f.word for f in e.unprotected] == ["Mrs", "Smith"]   # title + surname
+    assert "'Latina' -> 'Hispanic' (ethnicity: hispanic)" in e.normalisations
+    assert "'teenage' -> 'young' (age: young)" in e.normalisations
+    assert "'girl/boy' implies age" in " | ".join(expand_prompt("a girl").leak_warnings)
     e = expand_prompt("a woman holding a black cat")
     assert any("'black' (ethnicity) was left unchanged" in x for x in e.leak_warnings)
     assert expand_prompt("a black cat").leak_warnings == ()
@@ -125,7 +130,7 @@ def test_server_learns_mentions_what_leaks():
 
 
 def test_leak_warnings_and_server_learns_do_not_depend_on_the_real_candidate():
-    for p in ["a young girl with a beard", "Mrs Smith and her grandson", "an old woman holding a black cat"]:
+    for p in ["a young girl with a beard", "a lady and her grandson", "an old woman holding a black cat"]:
         e = expand_prompt(p)
         assert len({(expand_prompt(c).leak_warnings, expand_prompt(c).server_learns) for c in e.candidates}) == 1
 
