@@ -56,8 +56,8 @@ class EncodeRealPrompt(io.ComfyNode):
                 io.String.Input("negative", multiline=True, default="",
                                 tooltip="Negative prompt for the device (the Finisher's negative widget)."),
             ],
-            outputs=[io.Conditioning.Output("positive", display_name="positive"),
-                     io.Conditioning.Output("negative", display_name="negative")],
+            outputs=[io.Conditioning.Output("positive_conditioning", display_name="positive"),
+                     io.Conditioning.Output("negative_conditioning", display_name="negative")],
         )
 
     @classmethod
@@ -87,7 +87,7 @@ class HandoffSigmas(io.ComfyNode):
                                        "samplers (dpm_2, uni_pc) shape the device schedule."),
             ],
             outputs=[io.Sigmas.Output("sigmas", display_name="sigmas"),
-                     io.Latent.Output("latent", display_name="latent"),
+                     io.Latent.Output("real_latent", display_name="latent"),
                      io.Noise.Output("noise", display_name="noise")],
         )
 
