@@ -78,6 +78,8 @@ def api_to_ui(api: dict, object_info: dict) -> dict:
                     widgets.append(value if name in node["inputs"] else _options(spec).get("default"))
                     if _options(spec).get("control_after_generate"):
                         widgets.append("fixed")
+                    if _options(spec).get("image_upload"):
+                        widgets.append("image")  # the frontend's upload button saves its own value
             else:  # a socket-only input (MODEL, LATENT, ...) is listed whether linked or not
                 inputs.append({"name": name, "type": _socket_type(spec), "link": link_id if linked else None})
         col = depth[nid]
