@@ -12,8 +12,16 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .convert import (SD1_CLIP_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_CLIP_L_PREFIX, ConversionError, convert_clip_g,
-                      convert_clip_l, convert_unet, convert_vae)
+from .convert import (
+    SD1_CLIP_PREFIX,
+    SDXL_CLIP_G_PREFIX,
+    SDXL_CLIP_L_PREFIX,
+    ConversionError,
+    convert_clip_g,
+    convert_clip_l,
+    convert_unet,
+    convert_vae,
+)
 
 SD1_VAE_SCALE = 0.18215
 SDXL_VAE_SCALE = 0.13025

@@ -14,9 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from obclip_nodes.device_models import convert  # noqa: E402
-from obclip_nodes.device_models.convert import ConversionError  # noqa: E402
-from obclip_nodes.harness import test_models  # noqa: E402
+from obclip_nodes.device_models import convert
+from obclip_nodes.device_models.convert import ConversionError
+from obclip_nodes.harness import test_models
 
 UNETS = test_models.NAMES
 
