@@ -275,3 +275,27 @@ def convert_vae(config: Mapping, state_dict: Mapping) -> dict:
     if missing:
         raise ConversionError(f"vae/config.json declares blocks with no weights: {', '.join(missing[:6])}")
     return out
+
+
+def expected_structure(config: Mapping) -> dict:
+    """The UNet shape a correct load must show, in ComfyUI's own unet_config terms, from config.json.
+
+    Compared against what the host detected, so a file that loads as a different architecture
+    (the silent failure of fixed-numbering converters) is an error, not a wrong model.
+    """
+    unet_layout(config)  # validates the config
+    bco = list(config["block_out_channels"])
+    n = len(bco)
+    layers = _per_block(config.get("layers_per_block", 2), n, "layers_per_block")
+    depth = _per_block(config.get("transformer_layers_per_block", 1), n, "transformer_layers_per_block")
+    attn = [_DOWN[t] for t in config["down_block_types"]]
+    transformer_depth = [depth[x] if attn[x] else 0 for x in range(n) for _ in range(layers[x])]
+    mid = _MID[config.get("mid_block_type", "UNetMidBlock2DCrossAttn")]
+    return {
+        "model_channels": bco[0],
+        "channel_mult": [c // bco[0] for c in bco],
+        "num_res_blocks": layers,
+        "transformer_depth": transformer_depth,
+        "transformer_depth_middle": {"cross_attn": depth[-1], "resnet_only": -1, None: -2}[mid],
+        "context_dim": config.get("cross_attention_dim"),
+    }

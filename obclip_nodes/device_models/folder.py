@@ -61,6 +61,10 @@ def inspect(path: str | Path) -> FolderInfo:
                                "model_index.json), placed under ComfyUI's models/diffusers/ or given as a path")
     index = _read_json(root / "model_index.json", "model_index.json")
     pipeline = index.get("_class_name", "?")
+    if not (root / "unet" / "config.json").exists():
+        parts = ", ".join(k for k, v in index.items() if not k.startswith("_") and isinstance(v, list))
+        raise DeviceModelError(f"{root.name} is a {pipeline} folder that has no unet/ (its parts: {parts or 'none'}); "
+                               f"the Device Model Loader takes Stable Diffusion UNet models: {SUPPORTED}")
     unet_cfg = _read_json(root / "unet" / "config.json", "unet/config.json")
     if unet_cfg.get("_class_name", "UNet2DConditionModel") != "UNet2DConditionModel":
         raise DeviceModelError(f"{root.name}: its unet is a {unet_cfg.get('_class_name')}, not a Stable Diffusion "
