@@ -9,6 +9,7 @@ from .. import cloud_server, config
 from . import routes
 from .accelerator import CacheAccelerator
 from .cloud import CloudPartialSampler
+from .device_loader import DeviceModelLoader
 from .device_side import EncodeRealPrompt, HandoffSigmas
 from .expander import CandidateExpander
 from .finisher import DeviceFinisher
@@ -19,9 +20,7 @@ log = logging.getLogger("obclip")
 
 NODES: list[type[io.ComfyNode]] = [
     CandidateExpander, CloudPartialSampler, CacheAccelerator, LatentSelector, DeviceFinisher,
-    ServerSampler, ServerReturn,
-    EncodeRealPrompt,
-    HandoffSigmas,
+    EncodeRealPrompt, HandoffSigmas, DeviceModelLoader, ServerSampler, ServerReturn,
 ]
 
 
