@@ -24,11 +24,15 @@ def free_port() -> int:
 
 
 def prepare_base(base: Path, checkpoints=(), *, install_pack: bool = True) -> Path:
-    """A fresh base directory: models/checkpoints links, the pack linked into custom_nodes."""
+    """A fresh base directory: models/checkpoints links, the pack linked into custom_nodes.
+
+    checkpoints: paths (listed under their own names) or a {name: path} mapping (listed under the name a
+    workflow uses)."""
     for sub in ("models/checkpoints", "custom_nodes", "input", "output", "user"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    for ckpt in checkpoints:
-        link = base / "models" / "checkpoints" / Path(ckpt).name
+    named = checkpoints.items() if isinstance(checkpoints, dict) else ((Path(c).name, c) for c in checkpoints)
+    for name, ckpt in named:
+        link = base / "models" / "checkpoints" / name
         if not link.exists():
             link.symlink_to(Path(ckpt).resolve())
     pack = base / "custom_nodes" / PACK_LINK
