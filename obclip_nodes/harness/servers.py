@@ -96,13 +96,19 @@ class ComfyServer:
             raise RuntimeError(f"{self.name} ComfyUI lacks {missing}: the pack failed to load; log tail:\n"
                                f"{self.log_tail(60)}")
 
+    def _headers(self) -> dict:
+        """A server started with OBCLIP_SERVER_TOKEN answers only with it (the start-up probe included)."""
+        token = (self.env or {}).get("OBCLIP_SERVER_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def get(self, path: str, timeout: float = 10.0):
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+        with urllib.request.urlopen(urllib.request.Request(self.url + path, headers=self._headers()),
+                                    timeout=timeout) as r:
             return json.loads(r.read() or b"{}")
 
     def post(self, path: str, body: dict, timeout: float = 30.0):
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **self._headers()})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, json.loads(r.read() or b"{}")
