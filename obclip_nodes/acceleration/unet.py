@@ -4,9 +4,12 @@ Rows: the batch is len(cond_or_uncond) chunks of equal size, one row per candida
 rows are bit-identical (uncond at step 0: shared noise, shared negative) runs once (exact); with
 uncond_share an uncond chunk runs for the public pivot row only. Results are scattered back.
 
-Block skip: a faithful copy of UNetModel._forward (0.3.75) that, on skip steps, reuses the deep
-features cached at the last full step, keyed by chunk layout and shape. On full steps it computes
-exactly what the stock forward computes.
+Block skip: a faithful copy of UNetModel._forward that, on skip steps, reuses the deep features cached
+at the last full step, keyed by chunk layout and shape. On full steps it computes exactly what the stock
+forward computes. The copy is one of the pack's declared ComfyUI internals (docs/comfyui-internals-used.md):
+it follows 0.33.0's forward, which is 0.3.75's plus the middle_block_after_patch hook and a None skip
+tensor; the hosts whose forward it was checked against are VERIFIED_STOCK_FORWARDS, and
+tests/integration/test_host_compat.py names a host whose forward differs.
 """
 from __future__ import annotations
 
@@ -16,6 +19,25 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import apply_control, forwar
 
 from .costs import costs_for
 from .state import KEY, RunState
+
+# stock_forward_fingerprint() of the UNetModel._forward this copy was checked against, by ComfyUI version
+VERIFIED_STOCK_FORWARDS = {
+    "0.3.75": "87a9d150f80d4ab0",
+    "0.33.0": "39d8752175edbe93",
+}
+
+
+def stock_forward_fingerprint() -> str:
+    """A digest of the running host's UNetModel._forward code (its AST, docstring and comments left out)."""
+    import ast
+    import hashlib
+    import inspect
+    import textwrap
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+    fn = ast.parse(textwrap.dedent(inspect.getsource(UNetModel._forward))).body[0]
+    if fn.body and isinstance(fn.body[0], ast.Expr) and isinstance(getattr(fn.body[0], "value", None), ast.Constant):
+        fn.body = fn.body[1:]
+    return hashlib.sha256(ast.dump(fn, annotate_fields=False).encode()).hexdigest()[:16]
 
 
 def _rows_identical(st: RunState, kind: int, *parts) -> bool:
@@ -96,7 +118,8 @@ def _run(executor, unet, st, x, timesteps, context, y, control, transformer_opti
 
 def unet_forward(self, st: RunState, x, timesteps=None, context=None, y=None, control=None,
                  transformer_options={}, costs=None, **kwargs):
-    """openaimodel.UNetModel._forward (ComfyUI 0.3.75) plus cached deep features on skip steps."""
+    """openaimodel.UNetModel._forward (ComfyUI 0.33.0, a superset of 0.3.75's) plus cached deep features on
+    skip steps."""
     transformer_options["original_shape"] = list(x.shape)
     transformer_options["transformer_index"] = 0
     transformer_patches = transformer_options.get("patches", {})
@@ -161,6 +184,10 @@ def unet_forward(self, st: RunState, x, timesteps=None, context=None, y=None, co
         if self.middle_block is not None:
             h = forward_timestep_embed(self.middle_block, h, emb, context, transformer_options, **tkw)
         h = apply_control(h, control, 'middle')
+        if "middle_block_after_patch" in transformer_patches:  # 0.33; older hosts never set it
+            for p in transformer_patches["middle_block_after_patch"]:
+                h = p({"h": h, "x": x, "emb": emb, "context": context, "y": y, "timesteps": timesteps,
+                       "transformer_options": transformer_options})["h"]
         if store and not deep:
             st.block_cache[key] = (tuple(hs[b + 1:]), h)
 
@@ -177,8 +204,9 @@ def unet_forward(self, st: RunState, x, timesteps=None, context=None, y=None, co
             for p in transformer_patches["output_block_patch"]:
                 h, hsp = p(h, hsp, transformer_options)
 
-        h = torch.cat([h, hsp], dim=1)
-        del hsp
+        if hsp is not None:  # 0.33: an output_block_patch may drop the skip tensor
+            h = torch.cat([h, hsp], dim=1)
+            del hsp
         output_shape = hs[-1].shape if len(hs) > 0 else None
         h = forward_timestep_embed(module, h, emb, context, transformer_options, output_shape, **tkw)
     h = h.type(x.dtype)

@@ -24,11 +24,15 @@ def free_port() -> int:
 
 
 def prepare_base(base: Path, checkpoints=(), *, install_pack: bool = True) -> Path:
-    """A fresh base directory: models/checkpoints links, the pack linked into custom_nodes."""
+    """A fresh base directory: models/checkpoints links, the pack linked into custom_nodes.
+
+    checkpoints: paths (listed under their own names) or a {name: path} mapping (listed under the name a
+    workflow uses)."""
     for sub in ("models/checkpoints", "custom_nodes", "input", "output", "user"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    for ckpt in checkpoints:
-        link = base / "models" / "checkpoints" / Path(ckpt).name
+    named = checkpoints.items() if isinstance(checkpoints, dict) else ((Path(c).name, c) for c in checkpoints)
+    for name, ckpt in named:
+        link = base / "models" / "checkpoints" / name
         if not link.exists():
             link.symlink_to(Path(ckpt).resolve())
     pack = base / "custom_nodes" / PACK_LINK
@@ -92,13 +96,19 @@ class ComfyServer:
             raise RuntimeError(f"{self.name} ComfyUI lacks {missing}: the pack failed to load; log tail:\n"
                                f"{self.log_tail(60)}")
 
+    def _headers(self) -> dict:
+        """A server started with OBCLIP_SERVER_TOKEN answers only with it (the start-up probe included)."""
+        token = (self.env or {}).get("OBCLIP_SERVER_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def get(self, path: str, timeout: float = 10.0):
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+        with urllib.request.urlopen(urllib.request.Request(self.url + path, headers=self._headers()),
+                                    timeout=timeout) as r:
             return json.loads(r.read() or b"{}")
 
     def post(self, path: str, body: dict, timeout: float = 30.0):
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **self._headers()})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, json.loads(r.read() or b"{}")

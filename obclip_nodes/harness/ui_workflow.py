@@ -14,6 +14,10 @@ from pathlib import Path
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 COLUMN_W, ROW_H = 420, 60
+# Outputs that newer ComfyUI hosts added to stock nodes (0.33 made the save nodes pass their input through).
+# Left out of the UI files while unlinked, so one file fits every supported host: frontends add a node's
+# outputs from its definition when they load it (tests/browser checks this on both frontends).
+HOST_ADDED_OUTPUTS = {"SaveImage": {"images"}, "SaveLatent": {"samples"}}
 
 
 def _is_widget(spec) -> bool:
@@ -98,6 +102,9 @@ def api_to_ui(api: dict, object_info: dict) -> dict:
     by_id = {n["id"]: n for n in nodes}
     for (src, slot), lids in out_links.items():
         by_id[ids[src]]["outputs"][slot]["links"] = lids
+    for n in nodes:
+        added = HOST_ADDED_OUTPUTS.get(n["type"], set())
+        n["outputs"] = [o for o in n["outputs"] if o["links"] or o["name"] not in added]
     for order, nid in enumerate(sorted(api, key=lambda n: (depth[n], ids[n]))):
         by_id[ids[nid]]["order"] = order
     return {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from comfy_api.latest import ComfyExtension, io
+from .v3 import ComfyExtension, io
 
 from .. import cloud_server, config
 from . import routes

@@ -1,7 +1,7 @@
 """ObCLIP Cache Accelerator: the cloud-side cache strategies, chosen on the client."""
 from __future__ import annotations
 
-from comfy_api.latest import io
+from .v3 import io
 
 from ..acceleration import AccelerationSettings
 from ..acceleration.settings import EXACT, SKIP_MODES

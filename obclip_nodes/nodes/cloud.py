@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import comfy.model_management
 import comfy.utils
-from comfy_api.latest import io
+from .v3 import io
 
 from ..acceleration import AccelerationSettings
 from ..privacy import ExpansionError, check_negative

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import comfy.samplers
-from comfy_api.latest import io
+from .v3 import io
 
 
 def generation_inputs() -> list:

@@ -1,7 +1,7 @@
 """ObCLIP Candidate Expander: the prompt becomes the public candidate list plus a private selection."""
 from __future__ import annotations
 
-from comfy_api.latest import io
+from .v3 import io
 
 from ..privacy import PRESETS, CandidateList, ExpansionError, expand_prompt
 from .types import Candidates, PrivateSelection, Selection

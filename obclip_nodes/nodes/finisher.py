@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import comfy.samplers
-from comfy_api.latest import io
+from .v3 import io
 
 from ..sampling import IncompatibleModelError, finish_sample
 from ..sampling.samplers import split_note

@@ -1,7 +1,7 @@
 """ObCLIP Latent Selector: keeps the real candidate's row, locally."""
 from __future__ import annotations
 
-from comfy_api.latest import io
+from .v3 import io
 
 from .types import PrivateSelection, Selection
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from comfy_api.latest import io
+from .v3 import io
 
 from ..acceleration import AccelerationSettings, accelerate
 from ..protocol.payload import encode_payload, encode_payload_bytes, fetch_ui

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from comfy_api.latest import io
+from .v3 import io
 
 Candidates = io.Custom("OBCLIP_CANDIDATES")     # public: tuple[str, ...] in canonical order
 Selection = io.Custom("OBCLIP_SELECTION")       # private: which candidate is real

@@ -32,8 +32,10 @@ def _frontend_root() -> str:
 
 
 @pytest.fixture(scope="module")
-def device(tmp_path_factory, sd15_pair):
-    base = prepare_base(tmp_path_factory.mktemp("browser-device"), sd15_pair)
+def device(tmp_path_factory, workflow_checkpoints):
+    # every model the shipped workflows name is installed, as for a user who has them (newer frontends
+    # flag a missing model on its loader node)
+    base = prepare_base(tmp_path_factory.mktemp("browser-device"), workflow_checkpoints)
     settings = base / "user" / "default"
     settings.mkdir(parents=True, exist_ok=True)  # a returning user: no first-run template dialog
     (settings / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The README's test command (./run.sh test; .ci/run calls it):
+#   1. the plain unit tests (tests/unit: no ComfyUI) once;
+#   2. every test that touches ComfyUI (tests/integration: nodes, servers, demo; tests/browser) on each host:
+#      the pinned ComfyUI 0.3.75 (or $COMFYUI_DIR) and, when ../shared/hosts/ is beside the checkout, ComfyUI 0.33.0.
+# It always ends with a summary that names the hosts it tested, and says plainly when it tested only one.
+# Arguments pass through to every pytest run; paths among them replace the default test folders.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+HOSTS_DIR=${OBCLIP_HOSTS_DIR:-$ROOT/../shared/hosts}
+LOGS="$ROOT/.cache/test-logs"
+mkdir -p "$LOGS"
+SECONDS=0
+
+hosts=("${COMFYUI_DIR:-pinned}")
+note=""
+if [ -n "${COMFYUI_DIR:-}" ]; then
+  note="tested ONE host: COMFYUI_DIR=$COMFYUI_DIR was given, so only that ComfyUI was tested"
+elif [ -f "$HOSTS_DIR/comfyui-0.33.0.tar.gz" ]; then
+  hosts+=(shared)
+else
+  note="tested ONE host (0.3.75): $HOSTS_DIR/comfyui-0.33.0.tar.gz is not here, so ComfyUI 0.33.0 was NOT tested"
+fi
+
+paths=() opts=()
+for a in "$@"; do
+  if [ -e "${a%%::*}" ]; then paths+=("$a"); else opts+=("$a"); fi
+done
+
+declare -a names pys trees
+for h in "${hosts[@]}"; do
+  line=$(scripts/setup.sh "$h" | tail -n 1) || { echo "test: setting up host '$h' failed" >&2; exit 1; }
+  IFS=$'\t' read -r py tree version <<<"$line"
+  names+=("$version") pys+=("$py") trees+=("$tree")
+done
+
+summary=() failed=0
+phase() {  # label python tree pytest-args...
+  local label=$1 py=$2 tree=$3; shift 3
+  local log="$LOGS/$(echo "$label" | tr -c 'A-Za-z0-9.\n' '-').log" t0=$SECONDS rc
+  echo "=== $label ===" >&2
+  COMFYUI_DIR=$tree "$py" -m pytest "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  local result
+  result=$(grep -E '^=+ .*(passed|failed|error|no tests ran|skipped|deselected).* in [0-9.]+s' "$log" | tail -n 1 \
+           | sed -E 's/^=+ //; s/ =+$//')
+  if [ "$rc" -eq 5 ]; then rc=0; result="no tests selected"; fi
+  [ "$rc" -eq 0 ] || failed=1
+  summary+=("$(printf '%-34s %s  [%ss wall, exit %s]' "$label" "${result:-no result line (exit $rc)}" $((SECONDS - t0)) "$rc")")
+}
+
+if [ ${#paths[@]} -gt 0 ]; then
+  for i in "${!names[@]}"; do phase "ComfyUI ${names[$i]}" "${pys[$i]}" "${trees[$i]}" "${paths[@]}" "${opts[@]}"; done
+else
+  phase "unit (no ComfyUI, run once)" "${pys[0]}" "${trees[0]}" tests/unit "${opts[@]}"
+  for i in "${!names[@]}"; do
+    phase "ComfyUI ${names[$i]} (${trees[$i]##*/})" "${pys[$i]}" "${trees[$i]}" tests/integration tests/browser "${opts[@]}"
+  done
+fi
+
+echo
+echo "=== ObCLIP test summary ($((SECONDS / 60)) min $((SECONDS % 60)) s) ==="
+for s in "${summary[@]}"; do echo "$s"; done
+echo "hosts tested: ${names[*]}"
+[ -z "$note" ] || echo "NOTE: $note"
+exit $failed
