@@ -7,7 +7,7 @@ the cloud; the real prompt reaches a CONDITIONING only here, on this machine.
 from __future__ import annotations
 
 import comfy.samplers
-from comfy_api.latest import io
+from .v3 import io
 
 from ..sampling import IncompatibleModelError
 from ..sampling.conditioning import encode_prompt_pair
