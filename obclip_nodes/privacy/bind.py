@@ -291,7 +291,7 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
             keep.last = max(keep.last, p.last)
             persons.remove(p)
 
-    vessel_owns = not persons and any(w in lex.vessels for w in low)
+    vessel_owns = not persons and any(w in lex.vessels or w in lex.animals for w in low)
     for c in cues:
         if c.role != "pronoun" or vessel_owns:
             continue

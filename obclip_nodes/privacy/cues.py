@@ -230,6 +230,9 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
             put(Cue(i, i + k, c0, c1, "sensitive", e0.role, e0.stype, surface=surface, fix=e0.fix,
                     negative=tok.negative[i]))
             continue
+        if e0.kind in ("snap", "form") and (e0.paradigm.role == "noun" or e0.paradigm.attribute == "age") \
+                and i + k < n and gaps[i + k] in (" ", "-") and low[i + k] in lex.animals:
+            continue                                  # "mother bear", "baby elephant", "young lion": animals
         if e0.kind == "snap":
             if i > 0 and gaps[i] in ("-", " ") and at[i - 1] is not None and at[i - 1].par is not None \
                     and at[i - 1].stype == e0.paradigm.attribute and e0.role == "adjective" and e0.fix:
