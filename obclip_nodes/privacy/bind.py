@@ -384,6 +384,7 @@ def contradiction_error(tok: Tokens, contradictions: list, active: frozenset) ->
     for a_cue, b_cue, a in contradictions:
         if a in active:
             return ExpansionError(
-                f"'{a_cue.surface}' and '{b_cue.surface}' give two different {a} values to one person; rephrase "
+                f"refused: '{a_cue.surface}' and '{b_cue.surface}' give two different {a} values to one person, so "
+                f"no candidate set can swap them coherently; rephrase "
                 f"so each person has one {a}, or leave {a} out of the protected attributes")
     return None

@@ -357,8 +357,8 @@ def _compounds(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:
         for suf, value in lex.compound_suffixes:
             if w.endswith(suf) and len(w) - len(suf) >= 3 and w[:-len(suf)].isalpha():
                 put(Cue(i, i + 1, *tok.spans[i], "compound", "noun", "gender", surface=tok.words[i], value=None,
-                        fix=f"'{tok.words[i]}' reads as a {value} person word the lexicon cannot swap; use a "
-                            f"neutral word (e.g. 'worker', 'person') or a paired one (woman/man)",
+                        fix=f"use a neutral word (e.g. 'worker', 'person', 'carrier') or a pair the lexicon swaps "
+                            f"(woman/man, firewoman/fireman)",
                         negative=tok.negative[i]))
                 break
 
