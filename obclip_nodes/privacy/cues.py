@@ -233,6 +233,10 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
         if e0.kind in ("snap", "form") and (e0.paradigm.role == "noun" or e0.paradigm.attribute == "age") \
                 and i + k < n and gaps[i + k] in (" ", "-") and low[i + k] in lex.animals:
             continue                                  # "mother bear", "baby elephant", "young lion": animals
+        if e0.kind in ("snap", "form") and e0.paradigm.role == "noun" and e0.paradigm.number == "plural" \
+                and i + k < n and (gaps[i + k] in ("'", "\u2019") and low[i + k] == "s"
+                                   or gaps[i + k][:2] in ("' ", "\u2019 ")):
+            continue                                  # "men's watch", "ladies' shoes": a product category
         if e0.kind == "snap":
             if i > 0 and gaps[i] in ("-", " ") and at[i - 1] is not None and at[i - 1].par is not None \
                     and at[i - 1].stype == e0.paradigm.attribute and e0.role == "adjective" and e0.fix:
