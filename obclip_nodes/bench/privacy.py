@@ -15,7 +15,8 @@ with its default policy and reports:
 * ``coherence_failures``: candidates that contradict themselves (:func:`coherence_failures`; goal 0);
 * ``outcome_accuracy`` and ``mismatches``: expected vs actual outcome, with the prompts that differ;
 * ``median_ms`` / ``p99_ms``: one ``expand_prompt`` call per prompt, median of ``--repeat`` runs
-  (goal <= 2 ms and <= 20 ms); ``crashes``: exceptions other than ``ExpansionError`` (goal 0).
+  (goal <= 2 ms and <= 20 ms); ``median_cpu_ms`` / ``p99_cpu_ms`` the same in process CPU time, with
+  the machine's load average beside them (wall time is inflated on a shared machine); ``crashes``: exceptions other than ``ExpansionError`` (goal 0).
 
 Options: ``--corpus FILE``, ``--repeat K`` (default 5), ``--show-refusals K`` (print K refusal
 messages in the JSON).
@@ -87,19 +88,21 @@ def run(argv: list[str]) -> dict:
                 pass
     recall = {t: [0, 0] for t in CORE}
     fail_open, clean, clean_total, inv_ok, inv_total, coherence, crashes = [], 0, 0, 0, 0, 0, []
-    mismatches, times, refusals = [], [], []
+    mismatches, times, cpu_times, refusals = [], [], [], []
     correct = 0
     for r in rows:
         res = classify(r)
-        per = []
+        per, per_cpu = [], []
         for _ in range(max(1, args.repeat)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 expand_prompt(r["prompt"], lexicon=r["preset"])
             except Exception:  # noqa: BLE001 - timing only
                 pass
             per.append((time.perf_counter() - t0) * 1000.0)
+            per_cpu.append((time.process_time() - c0) * 1000.0)
         times.append(statistics.median(per))
+        cpu_times.append(statistics.median(per_cpu))
         got = res["outcome"]
         e = res["expansion"]
         if got == "crash":
@@ -138,6 +141,11 @@ def run(argv: list[str]) -> dict:
                 coherence += len(coherence_failures(e.candidates, lex, frozenset(lex.attributes)))
     revealing = sum(1 for r in rows if r["types"])
     times.sort()
+    cpu_times.sort()
+
+    def pct(xs, q):
+        return round(xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))], 4)
+
     return {
         "bench": "privacy",
         "corpus": str(Path(args.corpus).relative_to(DEFAULT_CORPUS.parents[3])) if Path(args.corpus).is_relative_to(
@@ -156,8 +164,11 @@ def run(argv: list[str]) -> dict:
         "crashes": len(crashes),
         "outcome_accuracy": round(correct / max(1, len(rows)), 4),
         "median_ms": round(statistics.median(times), 4),
-        "p99_ms": round(times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))], 4),
+        "p99_ms": pct(times, 0.99),
         "max_ms": round(times[-1], 4),
+        "median_cpu_ms": round(statistics.median(cpu_times), 4),     # this process's CPU time: robust to a
+        "p99_cpu_ms": pct(cpu_times, 0.99),                          # machine shared with other jobs
+        "load_average_1min": round(__import__("os").getloadavg()[0], 2),
         "goals": {"core_recall": ">= 0.95", "fail_open_rate": "<= 0.01", "non_person_clean_rate": ">= 0.97",
                   "invariance": "1.0", "coherence_failures": "0", "crashes": "0", "median_ms": "<= 2",
                   "p99_ms": "<= 20"},

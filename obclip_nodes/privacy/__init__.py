@@ -13,7 +13,11 @@ same whichever candidate is real (Theorem 1).
 * Fails closed: a word that reveals a sensitive type and cannot be swapped raises
   :class:`ExpansionError` naming it, its type and the fixes; ``allow_unprotected=True`` sends it
   as written and says so (``Expansion.outcome == "allowed"``, ``Expansion.unprotected``).
-  :func:`check_negative` applies the same detector to the negative prompt.
+  :func:`check_negative` applies the same detector to the negative prompt.  An optional
+  :class:`~.flagger.ModelFlagger` (a local ``transformers`` token-classification model, off by
+  default) can only add refusals: ``expand_prompt(..., flagger=ModelFlagger(dir))``.
+* Vocabulary is data: ``lexicons/*.json`` (per preset) and ``data/`` (shared sensitive words, the
+  generated demonym and first-name tables; ``data/build_tables.py`` rebuilds them).
 * How the prompt is read, how N grows (product of value-space sizes over the slots, one slot per
   person and attribute) and the one normalisation (a/an before a swapped word): see
   :mod:`obclip_nodes.privacy.expander` and its stages (tokenize, cues, bind, policy, render).

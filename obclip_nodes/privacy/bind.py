@@ -291,7 +291,7 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
             keep.last = max(keep.last, p.last)
             persons.remove(p)
 
-    vessel_owns = not persons and any(w in lex.vessels for w in low)
+    vessel_owns = not persons and any(w in lex.vessels or w in lex.animals for w in low)
     for c in cues:
         if c.role != "pronoun" or vessel_owns:
             continue
@@ -384,6 +384,7 @@ def contradiction_error(tok: Tokens, contradictions: list, active: frozenset) ->
     for a_cue, b_cue, a in contradictions:
         if a in active:
             return ExpansionError(
-                f"'{a_cue.surface}' and '{b_cue.surface}' give two different {a} values to one person; rephrase "
+                f"refused: '{a_cue.surface}' and '{b_cue.surface}' give two different {a} values to one person, so "
+                f"no candidate set can swap them coherently; rephrase "
                 f"so each person has one {a}, or leave {a} out of the protected attributes")
     return None

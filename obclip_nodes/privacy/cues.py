@@ -230,6 +230,13 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
             put(Cue(i, i + k, c0, c1, "sensitive", e0.role, e0.stype, surface=surface, fix=e0.fix,
                     negative=tok.negative[i]))
             continue
+        if e0.kind in ("snap", "form") and (e0.paradigm.role == "noun" or e0.paradigm.attribute == "age") \
+                and i + k < n and gaps[i + k] in (" ", "-") and low[i + k] in lex.animals:
+            continue                                  # "mother bear", "baby elephant", "young lion": animals
+        if e0.kind in ("snap", "form") and e0.paradigm.role == "noun" and e0.paradigm.number == "plural" \
+                and i + k < n and (gaps[i + k] in ("'", "\u2019") and low[i + k] == "s"
+                                   or gaps[i + k][:2] in ("' ", "\u2019 ")):
+            continue                                  # "men's watch", "ladies' shoes": a product category
         if e0.kind == "snap":
             if i > 0 and gaps[i] in ("-", " ") and at[i - 1] is not None and at[i - 1].par is not None \
                     and at[i - 1].stype == e0.paradigm.attribute and e0.role == "adjective" and e0.fix:
@@ -354,8 +361,8 @@ def _compounds(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:
         for suf, value in lex.compound_suffixes:
             if w.endswith(suf) and len(w) - len(suf) >= 3 and w[:-len(suf)].isalpha():
                 put(Cue(i, i + 1, *tok.spans[i], "compound", "noun", "gender", surface=tok.words[i], value=None,
-                        fix=f"'{tok.words[i]}' reads as a {value} person word the lexicon cannot swap; use a "
-                            f"neutral word (e.g. 'worker', 'person') or a paired one (woman/man)",
+                        fix=f"use a neutral word (e.g. 'worker', 'person', 'carrier') or a pair the lexicon swaps "
+                            f"(woman/man, firewoman/fireman)",
                         negative=tok.negative[i]))
                 break
 

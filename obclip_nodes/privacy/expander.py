@@ -141,13 +141,14 @@ def _too_many(lex: Lexicon, slots, n: int, cap: int, exact: bool) -> ExpansionEr
 
 def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
                   lexicon: str | os.PathLike | Lexicon | None = None, *, max_candidates: int = 32,
-                  allow_unprotected: bool = False) -> Expansion:
+                  allow_unprotected: bool = False, flagger=None) -> Expansion:
     """Expand ``prompt`` into ObCLIP's candidate set.  See the module docstring.
 
     Fails closed: a word that reveals a sensitive type and cannot be swapped raises
     :class:`ExpansionError` naming the word, its type and the fixes -- unless ``allow_unprotected``
     is on, in which case the expansion's ``outcome`` is ``"allowed"`` and ``unprotected`` lists the
-    words that reach the server as written."""
+    words that reach the server as written.  ``flagger`` (optional, a :class:`.flagger.ModelFlagger`)
+    can only add such words."""
     if not isinstance(prompt, str):
         raise ExpansionError(f"the prompt must be text (str), not {type(prompt).__name__}; connect a text input")
     if not prompt.strip():
@@ -161,6 +162,8 @@ def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
     if err is not None:
         raise err
     found = findings(real.tok, real.cues, real.binding, lex, active)
+    if flagger is not None:
+        found += _model_findings(prompt, flagger, real, found, lex)
     outcome = decide(found, bool(allow_unprotected), lex)
     t = real.template
     combos = 1
@@ -185,6 +188,20 @@ def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
                      server_learns=learns, leak_warnings=tuple(warnings), lexicon=lex.name, combinations=combos,
                      normalised=t.normalised, prompt=prompt, outcome=outcome, unprotected=tuple(found),
                      normalisations=norms)
+
+
+def _model_findings(prompt: str, flagger, real: Reading, found: list, lex: Lexicon) -> list:
+    """Words the model flags that the vocabulary left alone: they can only add refusals."""
+    covered = [(c.c0, c.c1) for c in real.cues.cues if c.par is not None or c.kind != "form"]
+    known = {f.word.lower() for f in found}
+    out = []
+    for fl in flagger.flag(prompt):
+        if not fl.word or fl.word.lower() in known or any(a < fl.end and fl.start < b for a, b in covered):
+            continue
+        known.add(fl.word.lower())
+        out.append(Finding(fl.word, fl.type, f"the token-classification model flags it ({fl.score:.2f})",
+                           lex.fixes.get(fl.type, "drop or rephrase it")))
+    return out
 
 
 def check_negative(negative: str, lexicon: str | os.PathLike | Lexicon | None = None, *,

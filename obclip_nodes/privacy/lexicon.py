@@ -183,6 +183,7 @@ class Lexicon:
     gendered_titles: frozenset = frozenset()
     name_titles: frozenset = frozenset()
     place_prefixes: frozenset = frozenset()
+    animals: frozenset = frozenset()
     demonym_pid: "int | None" = None
     agentive_suffixes: tuple = ()
     agentive_exceptions: frozenset = frozenset()
@@ -454,7 +455,7 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
                                                    for suf in sufs), key=lambda x: -len(x[0]))),
                    compound_exceptions=fs("compound_exceptions"), part_words=fs("part_words"),
                    gendered_titles=fs("gendered_titles", False), name_titles=fs("name_titles"),
-                   place_prefixes=fs("place_prefixes", False),
+                   place_prefixes=fs("place_prefixes", False), animals=fs("animals"),
                    demonym_pid=dem_pid,
                    agentive_suffixes=tuple(sorted(fs("agentive_suffixes"), key=len, reverse=True)),
                    agentive_exceptions=fs("agentive_exceptions"))

@@ -63,21 +63,15 @@ def tokenize(text: str) -> Tokens:
     masked: list[tuple[int, int]] = [m.span() for m in _MASK_RE.finditer(text)] if (
         ":" in text or "<" in text or "--" in text) else []
     negs: list[tuple[int, int]] = [m.span(1) for m in _NEG_RE.finditer(text)] if "--no" in text else []
-    if masked:
-        words, spans = [], []
-        mi = 0
-        for m in WORD_RE.finditer(text):
-            c0, c1 = m.span()
-            while mi < len(masked) and masked[mi][1] <= c0:
-                mi += 1
-            if mi < len(masked) and masked[mi][0] <= c0 < masked[mi][1]:
-                continue
-            words.append(m.group(0))
-            spans.append((c0, c1))
-    else:
-        ms = list(WORD_RE.finditer(text))
-        words = [m.group(0) for m in ms]
-        spans = [m.span() for m in ms]
+    scan = text
+    if masked:                       # blank the masked spans (same length, so spans stay valid), scan once
+        chars = list(text)
+        for a, b in masked:
+            chars[a:b] = "\x01" * (b - a)
+        scan = "".join(chars)
+    ms = list(WORD_RE.finditer(scan))
+    words = [m.group(0) for m in ms]
+    spans = [m.span() for m in ms]
     gaps = []
     pos = 0
     for c0, c1 in spans:
