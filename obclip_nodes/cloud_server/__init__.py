@@ -143,12 +143,13 @@ def make_gate(tenants: dict, limits: Limits, tenancy: Tenancy):
                                                    "use only the ObCLIP request routes")
         try:
             if method == "POST" and path in JSON_POSTS:
-                if (request.content_length or 0) > limits.max_body_bytes:
+                cap = limits.max_body_bytes
+                if cap and (request.content_length or 0) > cap:
                     raise BadRequest(f"the request body is {request.content_length} bytes; this server accepts at "
-                                     f"most {limits.max_body_bytes}", "obclip_too_large", 413)
+                                     f"most {cap}", "obclip_too_large", 413)
                 raw = await request.read()  # cached: the handler reads the same bytes
-                if len(raw) > limits.max_body_bytes:
-                    raise BadRequest(f"the request body is over {limits.max_body_bytes} bytes", "obclip_too_large", 413)
+                if cap and len(raw) > cap:
+                    raise BadRequest(f"the request body is over {cap} bytes", "obclip_too_large", 413)
                 body = parse_json_body(raw, empty_ok=path in EMPTY_OK)
                 if not isinstance(body, dict):
                     raise BadRequest("the request body must be a JSON object")
@@ -226,7 +227,7 @@ def install() -> bool:
             "server_max_pixels", "server_max_prompt_chars", "server_max_body_kb", "server_result_ttl_s",
             "server_result_max_mb")
         tenants = cfg.server_tenants()
-        limits = Limits.from_settings(cfg)
+        limits = Limits.from_settings(cfg, cloud=bool(tenants))
     except config.ConfigError as e:
         # ComfyUI keeps serving when a pack fails to import, so raising here would serve without the
         # auth the operator asked for. Refuse every request instead, naming the setting to fix.

@@ -270,3 +270,15 @@ def test_a_result_for_another_request_is_refused():
     raw, _, rows = encode_payload_bytes(torch.randn(2, 4, 8, 8), other)
     with pytest.raises(CloudError, match="computed for a different request"):
         run_against(ToyCloud(payload=(raw, rows)))
+
+
+def test_default_limits_apply_on_a_cloud_and_explicit_ones_everywhere():
+    from obclip_nodes import config
+    from obclip_nodes.cloud_server.limits import Limits
+    cloud = Limits.from_settings(config.settings({}), cloud=True)
+    assert (cloud.max_candidates, cloud.max_steps, cloud.max_pixels, cloud.max_body_bytes) == (256, 150, 1 << 20, 4 << 20)
+    own = Limits.from_settings(config.settings({"OBCLIP_SERVER_MAX_STEPS": "40"}), cloud=False)
+    assert own.max_steps == 40 and own.max_candidates is None and own.max_body_bytes is None
+    own.check(dataclasses.replace(REQ, width=4096, height=4096))  # no default size cap on one's own server
+    with pytest.raises(BadRequest, match="at most 40 steps"):
+        own.check(dataclasses.replace(REQ, steps=41, cloud_steps=2))
