@@ -106,6 +106,7 @@ SETTINGS: dict[str, Setting] = {s.env[len(PREFIX):].lower(): s for s in (
 class Settings:
     values: dict = field(default_factory=dict)
     problems: dict = field(default_factory=dict)   # name -> message, for values that did not parse
+    given: frozenset = frozenset()                 # names set in the environment (not defaulted)
 
     def __getattr__(self, name: str):
         try:
@@ -199,7 +200,8 @@ def settings(environ=None) -> Settings:
             values[name] = s.default
             shown = "(hidden)" if s.secret else repr(raw)
             problems[name] = f"{s.env}={shown} is not valid: {e} ({s.doc})"
-    return Settings(values, problems)
+    given = frozenset(name for name, s in SETTINGS.items() if s.env in env)
+    return Settings(values, problems, given)
 
 
 def unknown_variables(environ=None) -> list[str]:

@@ -23,6 +23,7 @@ import fails loudly (fail closed) instead of serving without auth.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -143,12 +144,13 @@ def make_gate(tenants: dict, limits: Limits, tenancy: Tenancy):
                                                    "use only the ObCLIP request routes")
         try:
             if method == "POST" and path in JSON_POSTS:
-                if (request.content_length or 0) > limits.max_body_bytes:
+                cap = limits.max_body_bytes
+                if cap and (request.content_length or 0) > cap:
                     raise BadRequest(f"the request body is {request.content_length} bytes; this server accepts at "
-                                     f"most {limits.max_body_bytes}", "obclip_too_large", 413)
+                                     f"most {cap}", "obclip_too_large", 413)
                 raw = await request.read()  # cached: the handler reads the same bytes
-                if len(raw) > limits.max_body_bytes:
-                    raise BadRequest(f"the request body is over {limits.max_body_bytes} bytes", "obclip_too_large", 413)
+                if cap and len(raw) > cap:
+                    raise BadRequest(f"the request body is over {cap} bytes", "obclip_too_large", 413)
                 body = parse_json_body(raw, empty_ok=path in EMPTY_OK)
                 if not isinstance(body, dict):
                     raise BadRequest("the request body must be a JSON object")
@@ -179,9 +181,11 @@ def make_gate(tenants: dict, limits: Limits, tenancy: Tenancy):
                 resp = await handler(request)
                 if not who.is_client or resp.status != 200:
                     return resp
-                data = json.loads(resp.body)
-                data = tenancy.filter_queue(who, data) if path == "/queue" else tenancy.filter_history(who, data)
-                return web.json_response(data)
+                def only_own(body: bytes) -> bytes:  # a full history can be megabytes: off the event loop
+                    data = json.loads(body)
+                    data = tenancy.filter_queue(who, data) if path == "/queue" else tenancy.filter_history(who, data)
+                    return json.dumps(data).encode()
+                return web.Response(body=await asyncio.to_thread(only_own, resp.body), content_type="application/json")
             elif method == "GET" and path == "/ws":
                 cid = request.query.get("clientId", "")
                 if who.is_client and not ID_RE.fullmatch(cid):
@@ -226,7 +230,7 @@ def install() -> bool:
             "server_max_pixels", "server_max_prompt_chars", "server_max_body_kb", "server_result_ttl_s",
             "server_result_max_mb")
         tenants = cfg.server_tenants()
-        limits = Limits.from_settings(cfg)
+        limits = Limits.from_settings(cfg, cloud=bool(tenants))
     except config.ConfigError as e:
         # ComfyUI keeps serving when a pack fails to import, so raising here would serve without the
         # auth the operator asked for. Refuse every request instead, naming the setting to fix.

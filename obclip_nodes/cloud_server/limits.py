@@ -25,32 +25,37 @@ class BadRequest(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    max_candidates: int = 256
-    max_steps: int = 150
-    max_pixels: int = 1024 * 1024
-    max_prompt_chars: int = 2000
-    max_body_bytes: int = 4096 * 1024
+    """None: no limit (a server of one's own, where the operator set none)."""
+    max_candidates: int | None = 256
+    max_steps: int | None = 150
+    max_pixels: int | None = 1024 * 1024
+    max_prompt_chars: int | None = 2000
+    max_body_bytes: int | None = 4096 * 1024
 
     @classmethod
-    def from_settings(cls, cfg) -> "Limits":
-        return cls(cfg.server_max_candidates, cfg.server_max_steps, cfg.server_max_pixels,
-                   cfg.server_max_prompt_chars, cfg.server_max_body_kb * 1024)
+    def from_settings(cls, cfg, cloud: bool = True) -> "Limits":
+        """On a cloud (auth on) every limit applies, defaults included. On a server without auth (a
+        user's own ComfyUI, where the pack may run local simulations) only the limits the operator set."""
+        def pick(name, scale=1):
+            return cfg.values[name] * scale if cloud or name in cfg.given else None
+        return cls(pick("server_max_candidates"), pick("server_max_steps"), pick("server_max_pixels"),
+                   pick("server_max_prompt_chars"), pick("server_max_body_kb", 1024))
 
     def check(self, req: CloudRequest) -> None:
         n = len(req.candidates)
-        if n > self.max_candidates:
+        if self.max_candidates and n > self.max_candidates:
             raise BadRequest(f"this server accepts at most {self.max_candidates} ObCLIP candidates per request, "
                              f"got {n}; restrict the attributes in the Candidate Expander",
                              "obclip_too_many_candidates", extra={"max_candidates": self.max_candidates})
-        if req.steps > self.max_steps:
+        if self.max_steps and req.steps > self.max_steps:
             raise BadRequest(f"this server runs at most {self.max_steps} steps per request, got steps={req.steps}; "
                              "lower steps", "obclip_limit", extra={"max_steps": self.max_steps})
-        if req.width * req.height > self.max_pixels:
+        if self.max_pixels and req.width * req.height > self.max_pixels:
             raise BadRequest(f"this server renders at most {self.max_pixels} pixels (width*height) per image, got "
                              f"{req.width}x{req.height}={req.width * req.height}; lower width or height",
                              "obclip_limit", extra={"max_pixels": self.max_pixels})
         for what, text in [*(("a candidate", c) for c in req.candidates), ("the negative prompt", req.negative)]:
-            if len(text) > self.max_prompt_chars:
+            if self.max_prompt_chars and len(text) > self.max_prompt_chars:
                 raise BadRequest(f"{what} is {len(text)} characters; this server accepts at most "
                                  f"{self.max_prompt_chars}; shorten the prompt", "obclip_limit",
                                  extra={"max_prompt_chars": self.max_prompt_chars})

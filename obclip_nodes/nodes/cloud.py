@@ -23,7 +23,8 @@ class CloudPartialSampler(io.ComfyNode):
             category="ObCLIP",
             description="Sends the public candidate list to a remote ComfyUI, which runs the first k steps "
                         "for all candidates with its large model; fetches all N latents back. The real "
-                        "choice never leaves this machine. Token: environment variable OBCLIP_CLOUD_TOKEN.",
+                        "choice never leaves this machine. Token: the secrets file, or OBCLIP_CLOUD_TOKEN with "
+                        "OBCLIP_CLOUD_URL; it goes only to that server.",
             inputs=[
                 Candidates.Input("candidates"),
                 io.String.Input("server_url", default="http://127.0.0.1:8188",

@@ -109,7 +109,7 @@ def wait_for_running(cloud, timeout=120.0) -> list:
 
 def test_result_swap_via_duplicate_prompt_id_fails_and_the_victim_gets_its_own(cloud, ckpt, monkeypatch):
     as_tenant(monkeypatch, ALICE, cloud.url)
-    victim_req = request(ckpt, seed=101, steps=40, cloud_steps=40)
+    victim_req = request(ckpt, seed=101, steps=8, cloud_steps=8)
     attack: dict = {}
 
     def attacker():
@@ -165,7 +165,7 @@ def test_result_theft_by_a_co_tenant_fails_and_the_result_is_gone_after_one_fetc
             time.sleep(0.02)
     t = threading.Thread(target=thief, daemon=True)
     t.start()
-    result = asyncio.run(client(cloud.url).run(request(ckpt, seed=202, steps=30, cloud_steps=30)))
+    result = asyncio.run(client(cloud.url).run(request(ckpt, seed=202, steps=8, cloud_steps=8)))
     stop.set()
     t.join(10)
     assert stolen, "the thief never ran"
@@ -209,7 +209,7 @@ def test_history_queue_and_websocket_snooping_by_a_co_tenant(cloud, ckpt, monkey
                 except aiohttp.WSServerHandshakeError as e:
                     seen["hijack"] = e.status
             snooper = asyncio.ensure_future(snoop())
-            r = await client(cloud.url).run(request(ckpt, seed=303, steps=30, cloud_steps=30))
+            r = await client(cloud.url).run(request(ckpt, seed=303, steps=8, cloud_steps=8))
             await snooper
             await asyncio.sleep(0.5)
             listener.cancel()

@@ -192,7 +192,8 @@ def test_server_token_auth_guards_every_route(cloud, ckpt, monkeypatch):
         assert cloud.status(path) == 401, path
         assert cloud.status(path, {"Authorization": "Bearer wrong"}) == 403, path
     assert cloud.status("/prompt", {"Authorization": f"Bearer {TOKEN}"}) == 200
-    assert cloud.status("/obclip/result/x", {"Authorization": f"Bearer {TOKEN}"}) == 404  # the route exists
+    assert cloud.status("/obclip/result/x", {"Authorization": f"Bearer {TOKEN}"}) == 400  # no key: told to send it
+    assert cloud.status("/obclip/result/x", {"Authorization": f"Bearer {TOKEN}", "X-ObCLIP-Result-Key": "k"}) == 404
     monkeypatch.delenv("OBCLIP_CLOUD_TOKEN")
     with pytest.raises(CloudError, match="HTTP 401.*OBCLIP_CLOUD_TOKEN"):
         run(cloud.url, request(ckpt))

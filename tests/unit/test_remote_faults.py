@@ -10,6 +10,7 @@ import time
 
 import pytest
 import torch
+from aiohttp import web
 from safetensors.torch import save as st_save
 
 from obclip_nodes.protocol import CloudRequest, Handoff, encode_payload_bytes
@@ -21,6 +22,7 @@ from obclip_nodes.harness.loopback import ToyCloud
 from obclip_nodes.cloud_server.auth import Principal, check_authorization, identify
 from obclip_nodes.cloud_server.limits import BadRequest, count_candidates, parse_json_body
 from obclip_nodes.cloud_server.results import ResultStore
+from obclip_nodes.protocol import routes
 from obclip_nodes.protocol.request import result_key_hash
 
 REQ = CloudRequest(candidates=("a photo of a man", "a photo of a woman"), checkpoint="toy.safetensors",
@@ -223,3 +225,60 @@ def test_request_limits():
                             ({"negative": "x" * 21}, "the negative prompt is 21 characters")):
         with pytest.raises(BadRequest, match=message):
             lim.check(dataclasses.replace(REQ, **change))
+
+
+class DripCloud(ToyCloud):
+    """Serves a good payload one byte at a time, slower than any total timeout; records the clean-up."""
+
+    def __init__(self, *a, **kw):
+        self.cleanup: list = []
+        super().__init__(*a, **kw)
+
+    async def ok(self, request):  # ToyCloud's POST /queue, POST /interrupt and DELETE of the result
+        self.cleanup.append((request.method, request.path, request.headers.get(routes.RESULT_KEY_HEADER),
+                             await request.read()))
+        return web.json_response({})
+
+    async def result(self, request):
+        raw = self._bytes()
+        resp = web.StreamResponse(headers={"Content-Length": str(len(raw))})
+        await resp.prepare(request)
+        for i in range(len(raw)):
+            await resp.write(raw[i:i + 1])
+            await asyncio.sleep(0.05)
+        return resp
+
+
+def test_total_timeout_holds_during_a_slow_download_and_the_client_cleans_up():
+    toy = DripCloud(payload=good_payload())
+    t0 = time.monotonic()
+    with pytest.raises(CloudError, match="total timeout of 2 s \\(download included\\)"):
+        run_against(toy, total_timeout=2.0, request_timeout=1.0)
+    assert time.monotonic() - t0 < 8  # not the ~100 s the drip would take
+    post = toy.posts[0]
+    secret_hash = post["prompt"]["3"]["inputs"]["result_key_sha256"]
+    methods = [(m, p) for m, p, _, _ in toy.cleanup]
+    assert methods == [("POST", "/queue"), ("POST", "/interrupt"), ("DELETE", f"/obclip/result/{toy.prompt_id}")]
+    assert json.loads(toy.cleanup[0][3]) == {"delete": [toy.prompt_id]}
+    assert json.loads(toy.cleanup[1][3]) == {"prompt_id": toy.prompt_id}
+    key = toy.cleanup[2][2]
+    assert key and result_key_hash(key) == secret_hash  # the delete proves it is ours
+
+
+def test_a_result_for_another_request_is_refused():
+    other = dataclasses.replace(HANDOFF, request_digest=dataclasses.replace(REQ, seed=1).digest())
+    raw, _, rows = encode_payload_bytes(torch.randn(2, 4, 8, 8), other)
+    with pytest.raises(CloudError, match="computed for a different request"):
+        run_against(ToyCloud(payload=(raw, rows)))
+
+
+def test_default_limits_apply_on_a_cloud_and_explicit_ones_everywhere():
+    from obclip_nodes import config
+    from obclip_nodes.cloud_server.limits import Limits
+    cloud = Limits.from_settings(config.settings({}), cloud=True)
+    assert (cloud.max_candidates, cloud.max_steps, cloud.max_pixels, cloud.max_body_bytes) == (256, 150, 1 << 20, 4 << 20)
+    own = Limits.from_settings(config.settings({"OBCLIP_SERVER_MAX_STEPS": "40"}), cloud=False)
+    assert own.max_steps == 40 and own.max_candidates is None and own.max_body_bytes is None
+    own.check(dataclasses.replace(REQ, width=4096, height=4096))  # no default size cap on one's own server
+    with pytest.raises(BadRequest, match="at most 40 steps"):
+        own.check(dataclasses.replace(REQ, steps=41, cloud_steps=2))
