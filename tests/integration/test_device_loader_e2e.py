@@ -130,3 +130,27 @@ def test_hybrid_with_a_published_device_folder_equals_diffusers(servers, comfy_r
     assert scale > 0.1
     assert diff <= 1e-3 * scale, (diff, scale)
     assert (final - want_other).abs().max() > 1e-2 * scale  # the comparison can tell candidates apart
+
+
+def test_loader_refusals_reach_the_user_through_the_api(servers, tmp_path):
+    """A folder the loader cannot represent is an execution error naming what differs, not a 500."""
+    _, device, _, _ = servers
+    v2 = tmp_path / "bk-sdm-v2-small"
+    for comp, cfg in {"unet": test_models.spec("bk-sdm-v2-small")["unet"],
+                      "vae": test_models.component_config("sd_vae.json")}.items():
+        (v2 / comp).mkdir(parents=True)
+        (v2 / comp / "config.json").write_text(json.dumps(cfg))
+    (v2 / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    (tmp_path / "not-a-model").mkdir()
+
+    def graph(path: str) -> dict:
+        return {
+            "1": {"class_type": "ObCLIPDeviceModelLoader", "inputs": {"model_folder": "bk-sdm-small", "path": path}},
+            "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+            "3": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 2]}},
+            "4": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "latents/refused"}},
+        }
+    with pytest.raises(Exception, match=r"SD2\.x-family model \(cross_attention_dim 1024"):
+        run_workflow(device.url, graph(str(v2)), timeout=120)
+    with pytest.raises(Exception, match=r"not a diffusers model folder: model_index.json is missing"):
+        run_workflow(device.url, graph(str(tmp_path / "not-a-model")), timeout=120)

@@ -162,3 +162,24 @@ def test_host_seam(comfy_root, tmp_path):
     loaded = loader.load(test_models.ensure_diffusers("bk-sdm-tiny"))
     assert host.family_name(loaded.model) == "SD15"
     assert host.unet_config(loaded.model)["channel_mult"] == [1, 2, 4]
+
+
+def test_the_runtime_loader_does_not_need_diffusers(comfy_root):
+    """diffusers is the reference in tests, not a runtime dependency: loading a folder never imports it."""
+    import subprocess
+    import sys
+
+    from obclip_nodes.harness.host import REPO
+    src = test_models.ensure_diffusers("bk-sdm-tiny")
+    code = f"""
+import sys
+sys.path.insert(0, {str(comfy_root)!r}); sys.path.insert(0, {str(REPO)!r})
+import comfy.cli_args; comfy.cli_args.args.cpu = True
+import obclip_nodes.nodes
+from obclip_nodes.device_models import loader
+print(loader.load({str(src)!r}).detected_as, "diffusers" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=REPO,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["SD15", "False"]
