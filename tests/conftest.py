@@ -33,15 +33,20 @@ def _load(paths):
     return tuple(comfy.sd.load_checkpoint_guess_config(str(p))[:3] for p in paths)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sd15_models(comfy_root, sd15_pair):
-    """(cloud, device) as loaded by ComfyUI's own checkpoint loader: (model, clip, vae) each."""
-    return _load(sd15_pair)
+    """(cloud, device) as loaded by ComfyUI's own checkpoint loader: (model, clip, vae) each. Per module: the pair
+    holds about 7 GB in float32, and the modules that start servers load their own copies there."""
+    import gc
+    models = _load(sd15_pair)
+    yield models
+    del models
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
 def sdxl_models(comfy_root, sdxl_pair):
-    """Like sd15_models, per module: the SDXL-family pair holds about 10 GB, so it is let go after each module."""
+    """Like sd15_models for the SDXL family (about 10 GB): only tests/integration/test_sdxl_family.py uses it."""
     import gc
     models = _load(sdxl_pair)
     yield models
