@@ -16,7 +16,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: python -m obclip_nodes.bench NAME [args]; NAME is one of: {', '.join(available())}")
         return 0 if argv else 2
-    name = argv[0]
+    name = argv[0].replace("-", "_")  # `device-models` runs bench/device_models.py
     if name not in available():
         print(f"unknown benchmark {name!r}; available: {', '.join(available())}", file=sys.stderr)
         return 2

@@ -35,19 +35,28 @@ def _unet_inputs(unet, family: str, seed: int = 0):
     return x, t, ctx, added, y
 
 
-def unet_rel_diff(model, diffusers_dir: Path, family: str) -> float:
+def unet_reference(diffusers_dir: Path, family: str) -> dict:
+    """diffusers' UNet output on fixed inputs; the reference model is freed before returning."""
     import torch
     from diffusers import UNet2DConditionModel
     ref = UNet2DConditionModel.from_pretrained(diffusers_dir / "unet", torch_dtype=torch.float32).eval()
     x, t, ctx, added, y = _unet_inputs(ref, family)
     with torch.no_grad():
         want = ref(x, t, encoder_hidden_states=ctx, added_cond_kwargs=added).sample
-        del ref
-        gc.collect()
-        dm = model.model.diffusion_model
-        dtype = next(dm.parameters()).dtype
-        got = dm(x.to(dtype), timesteps=t, context=ctx.to(dtype), y=None if y is None else y.to(dtype))
-    return rel_diff(got, want)
+    del ref
+    gc.collect()
+    return {"x": x, "t": t, "ctx": ctx, "y": y, "want": want}
+
+
+def unet_rel_diff(model, diffusers_dir: Path, family: str, reference: dict | None = None) -> float:
+    import torch
+    r = reference or unet_reference(diffusers_dir, family)
+    dm = model.model.diffusion_model
+    dtype = next(dm.parameters()).dtype
+    with torch.no_grad():
+        got = dm(r["x"].to(dtype), timesteps=r["t"], context=r["ctx"].to(dtype),
+                 y=None if r["y"] is None else r["y"].to(dtype))
+    return rel_diff(got, r["want"])
 
 
 def _token_ids(tokens) -> list[int]:
@@ -90,8 +99,8 @@ def params(model) -> int:
     return sum(p.numel() for p in model.model.diffusion_model.parameters())
 
 
-def compare(model, clip, vae, diffusers_dir: Path, family: str) -> dict:
-    out = {"unet_rel_diff": unet_rel_diff(model, diffusers_dir, family)}
+def compare(model, clip, vae, diffusers_dir: Path, family: str, reference: dict | None = None) -> dict:
+    out = {"unet_rel_diff": unet_rel_diff(model, diffusers_dir, family, reference)}
     gc.collect()
     out["text_encoder_rel_diff"] = text_encoder_rel_diff(clip, diffusers_dir, family)
     gc.collect()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
 import shutil
 import sys
 import zlib
@@ -137,10 +138,13 @@ def ensure_diffusers(name: str) -> Path:
     path = cache_dir() / "diffusers" / name
     if (path / "model_index.json").exists():
         return path
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")  # per process: concurrent builders never clash
     shutil.rmtree(tmp, ignore_errors=True)
     _write_diffusers(name, tmp)
-    tmp.replace(path)
+    try:
+        tmp.rename(path)
+    except OSError:  # another process finished the same (byte-identical) folder first
+        shutil.rmtree(tmp, ignore_errors=True)
     gc.collect()
     return path
 
@@ -162,7 +166,7 @@ def ensure(name: str) -> Path:
     src = ensure_diffusers(name)
     info = device_folder.inspect(src)
     sd = device_folder.single_file_state_dict(info)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     write_checkpoint(sd, tmp, {"obclip_replica": f"{name};seed={SEED}"})
     tmp.replace(path)
     del sd

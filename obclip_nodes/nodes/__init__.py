@@ -9,6 +9,7 @@ from .. import cloud_server, config
 from . import routes
 from .accelerator import CacheAccelerator
 from .cloud import CloudPartialSampler
+from .device_loader import DeviceModelLoader
 from .expander import CandidateExpander
 from .finisher import DeviceFinisher
 from .selector import LatentSelector
@@ -18,7 +19,7 @@ log = logging.getLogger("obclip")
 
 NODES: list[type[io.ComfyNode]] = [
     CandidateExpander, CloudPartialSampler, CacheAccelerator, LatentSelector, DeviceFinisher,
-    ServerSampler, ServerReturn,
+    ServerSampler, ServerReturn, DeviceModelLoader,
 ]
 
 

@@ -142,3 +142,44 @@ def test_pickled_weights_are_never_loaded(tmp_path):
     (tmp_path / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(DeviceModelError, match=r"pickled weights, which the pack never loads"):
         load_component(tmp_path / "unet")
+
+
+def test_host_seam(comfy_root, tmp_path):
+    """The ComfyUI internals the loader touches (obclip_nodes/device_models/host.py), each checked here."""
+    import inspect as pyinspect
+
+    import comfy.sd
+    import folder_paths
+
+    from obclip_nodes.device_models import host
+    for fn in (comfy.sd.load_state_dict_guess_config, comfy.sd.load_checkpoint_guess_config):
+        params = pyinspect.signature(fn).parameters
+        assert {"output_vae", "output_clip", "embedding_directory"} <= set(params), fn.__name__
+    assert isinstance(folder_paths.get_folder_paths("diffusers"), list)
+    assert isinstance(folder_paths.get_folder_paths("embeddings"), list)
+    with pytest.raises(host.NotDetectedError):
+        host.load_state_dict({"not.a.model.weight": torch.zeros(1)})
+    loaded = loader.load(test_models.ensure_diffusers("bk-sdm-tiny"))
+    assert host.family_name(loaded.model) == "SD15"
+    assert host.unet_config(loaded.model)["channel_mult"] == [1, 2, 4]
+
+
+def test_the_runtime_loader_does_not_need_diffusers(comfy_root):
+    """diffusers is the reference in tests, not a runtime dependency: loading a folder never imports it."""
+    import subprocess
+    import sys
+
+    from obclip_nodes.harness.host import REPO
+    src = test_models.ensure_diffusers("bk-sdm-tiny")
+    code = f"""
+import sys
+sys.path.insert(0, {str(comfy_root)!r}); sys.path.insert(0, {str(REPO)!r})
+import comfy.cli_args; comfy.cli_args.args.cpu = True
+import obclip_nodes.nodes
+from obclip_nodes.device_models import loader
+print(loader.load({str(src)!r}).detected_as, "diffusers" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=REPO,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["SD15", "False"]
