@@ -75,6 +75,24 @@ WORKFLOW_MODEL_FAMILY = {
     "koala-700m.safetensors": "koala-700m",
 }
 SHIPPED_WITH_THE_PACK = {"obclip-mini-cloud.safetensors", "obclip-mini-device.safetensors"}
+# diffusers folders (models/diffusers/NAME) the shipped workflows load with the ObCLIP Device Model Loader
+WORKFLOW_DIFFUSERS = {"bk-sdm-small": "bk-sdm-small"}
+
+
+def shipped_diffusers_names() -> set[str]:
+    import json
+    from obclip_nodes.harness.host import REPO
+    return {node["inputs"]["model_folder"] for path in (REPO / "workflows" / "api").glob("*.json")
+            for node in json.loads(path.read_text()).values() if isinstance(node["inputs"].get("model_folder"), str)}
+
+
+@pytest.fixture(scope="session")
+def workflow_diffusers():
+    """{folder name a shipped workflow uses: the test model's diffusers folder}."""
+    from obclip_nodes.harness import test_models
+    unknown = shipped_diffusers_names() - set(WORKFLOW_DIFFUSERS)
+    assert not unknown, f"add {sorted(unknown)} to tests/conftest.py WORKFLOW_DIFFUSERS"
+    return {name: test_models.ensure_diffusers(model) for name, model in WORKFLOW_DIFFUSERS.items()}
 
 
 @pytest.fixture(scope="session")

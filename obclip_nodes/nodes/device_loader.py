@@ -1,7 +1,7 @@
 """ObCLIP Device Model Loader: a diffusers device-model folder as MODEL, CLIP and VAE."""
 from __future__ import annotations
 
-from comfy_api.latest import io
+from .v3 import io
 
 from ..device_models import loader
 from ..device_models.folder import DeviceModelError

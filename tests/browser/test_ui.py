@@ -34,10 +34,13 @@ def _frontend_root() -> str:
 
 
 @pytest.fixture(scope="module")
-def device(tmp_path_factory, workflow_checkpoints):
+def device(tmp_path_factory, workflow_checkpoints, workflow_diffusers):
     # every model the shipped workflows name is installed, as for a user who has them (newer frontends
     # flag a missing model on its loader node)
     base = prepare_base(tmp_path_factory.mktemp("browser-device"), workflow_checkpoints)
+    (base / "models" / "diffusers").mkdir(parents=True, exist_ok=True)
+    for name, folder in workflow_diffusers.items():
+        (base / "models" / "diffusers" / name).symlink_to(folder)
     settings = base / "user" / "default"
     settings.mkdir(parents=True, exist_ok=True)  # a returning user: no first-run template dialog
     (settings / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
