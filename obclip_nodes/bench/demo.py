@@ -4,7 +4,7 @@ device through POST /prompt, the image saved, and a report of what the cloud rec
 By default it runs the mini-world workflow on the pack's trained models (they ship in
 obclip_nodes/miniworld/weights and every server with the pack lists them), and reads the image back
 with the mini world's attribute reader: the report says whether the image shows the real prompt's
-attributes. `--smoke` runs the SD1.5-shaped random-weight models instead (coloured noise)."""
+attributes."""
 from __future__ import annotations
 
 import argparse
@@ -18,10 +18,8 @@ from pathlib import Path
 from ..harness.host import CACHE, REPO
 from ..harness.queue import run_workflow
 from ..harness.servers import ComfyServer, fresh_dir, prepare_base
-from ..harness.smoke_models import SD15_PAIR, ensure
 
 WORKFLOW = REPO / "workflows" / "api" / "obclip_miniworld.json"
-SMOKE_WORKFLOW = REPO / "workflows" / "api" / "obclip_hybrid.json"
 ENLARGE = 6  # the portraits are 64x64: a nearest-neighbour copy for looking at
 
 
@@ -75,16 +73,11 @@ def run(argv: list[str]) -> dict:
     ap.add_argument("--prompt", help="the real prompt (default: the workflow's)")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--out", default=str(REPO / "demo-output" / "obclip-demo.png"))
-    ap.add_argument("--smoke", action="store_true", help="the random-weight SD1.5-shaped models (noise images)")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
-    if args.smoke:
-        cloud_ckpt, device_ckpt = ensure(SD15_PAIR)
-        ckpts = ([cloud_ckpt], [device_ckpt])
-    else:
-        ckpts = ((), ())  # the mini world's checkpoints ship with the pack
+    ckpts = ((), ())  # the mini world's checkpoints ship with the pack
     t_models = time.monotonic() - t0
-    graph = json.loads((SMOKE_WORKFLOW if args.smoke else WORKFLOW).read_text())
+    graph = json.loads(WORKFLOW.read_text())
     expander, sampler = node_of(graph, "ObCLIPCandidateExpander"), node_of(graph, "ObCLIPCloudPartialSampler")
     save = node_of(graph, "SaveImage")
     if args.prompt:
@@ -108,7 +101,7 @@ def run(argv: list[str]) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(png)
-    looked = None if args.smoke else look(png, graph[expander]["inputs"]["prompt"], out)
+    looked = look(png, graph[expander]["inputs"]["prompt"], out)
     sent = view[0]["prompt"]
     cloud_candidates = json.loads(next(n for n in sent.values() if n["class_type"] == "ObCLIPServerSampler")
                                   ["inputs"]["candidates"])
@@ -132,7 +125,7 @@ def run(argv: list[str]) -> dict:
                       "workflow": round(t_run, 2), "cloud_call": report["timings"],
                       "total": round(time.monotonic() - t0, 2)},
         "cloud_peak_rss_mib": cloud_rss,
-        **({"image_shows": looked} if looked else {"note": "smoke models: the image is coloured noise"}),
+        "image_shows": looked,
     }
 
 

@@ -9,7 +9,7 @@ decoded image of one candidate finished by the device model (row 1: a fixed, non
 the same candidate finished from the unaccelerated latent. Wall time is the cloud run's, as a ratio
 to the unaccelerated run in the same process.
 
-CAVEAT: the models are random-weight smoke models (no weights can be downloaded here), so these
+CAVEAT: the models are random-weight replicas of published architectures (no weights can be downloaded here), so these
 numbers show that the code paths are sane and how far outputs move, not image quality.
 """
 from __future__ import annotations
@@ -40,12 +40,12 @@ def run(argv: list[str]) -> dict:
     import comfy.utils
     comfy.utils.PROGRESS_BAR_ENABLED = False
     from ..acceleration import AccelerationSettings, accelerate
-    from ..harness.smoke_models import SD15_PAIR, SDXL_PAIR, ensure
+    from ..harness.pairs import SD15_PAIR, SDXL_PAIR, ensure
     from ..sampling import encode_batch, finish_sample, partial_sample
     prompts = ["a photo of a young man", "a photo of a young woman", "a photo of an old man",
                "a photo of an old woman", "a photo of a middle-aged man", "a photo of a middle-aged woman",
                "a photo of a young boy", "a photo of a young girl"]
-    out: dict = {"caveat": "random-weight smoke models: code-path sanity and drift, not image quality",
+    out: dict = {"caveat": "random-weight replicas of published architectures (harness/pairs.py): code-path sanity and drift, not image quality",
                  "size": args.size, "T": args.T, "cfg": args.cfg}
     for arch in args.arch.split(","):
         pair = {"sd15": SD15_PAIR, "sdxl": SDXL_PAIR}[arch]

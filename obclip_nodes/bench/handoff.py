@@ -1,6 +1,6 @@
 """Hand-off exactness: the real candidate's final latent via ObCLIP against single-prompt runs.
 
-For each family (sd15, sdxl smoke pairs), sampler and N, the ObCLIP path (N candidates in one cloud
+For each family (the SD1.5 -> BK-SDM-Small and Vega -> KOALA-700M test-model pairs, harness/pairs.py), sampler and N, the ObCLIP path (N candidates in one cloud
 batch, the real row selected, device finish) is compared with the Hybrid SD baseline run with stock
 KSamplerAdvanced on the real prompt alone. `vs_uninterrupted` compares the split itself with one
 uninterrupted cloud run (device model = cloud model), where multistep and noisy samplers deviate.
@@ -57,13 +57,18 @@ def obclip_run(cloud, device, prompts, real, s, **finish_kw):
     return final, rows["samples"], handoff
 
 
-def settings(family: str, sampler: str = "euler") -> dict:
+# the tests' settings: the real architectures at a 4x4 latent and few steps (every claim holds at any size)
+QUICK = dict(width=32, height=32, steps=4, cloud_steps=2)
+
+
+def settings(family: str, sampler: str = "euler", **over) -> dict:
     base = dict(width=64, height=64, seed=11, cfg=5.0, sampler=sampler, scheduler="normal")
-    return {**base, "steps": 10, "cloud_steps": 4} if family == "sd15" else {**base, "steps": 4, "cloud_steps": 2}
+    s = {**base, "steps": 10, "cloud_steps": 4} if family == "sd15" else {**base, "steps": 4, "cloud_steps": 2}
+    return {**s, **over}
 
 
-def exactness_cases(cloud, device, family, sampler, ns=(1, 2, 4, 6)) -> list[dict]:
-    s = settings(family, sampler)
+def exactness_cases(cloud, device, family, sampler, ns=(1, 2, 4, 6), **over) -> list[dict]:
+    s = settings(family, sampler, **over)
     baseline = {}
     out = []
     for n in ns:
@@ -77,25 +82,25 @@ def exactness_cases(cloud, device, family, sampler, ns=(1, 2, 4, 6)) -> list[dic
     return out
 
 
-def uninterrupted_case(cloud, family, sampler) -> dict:
+def uninterrupted_case(cloud, family, sampler, **over) -> dict:
     """Device model = cloud model: the split against one uninterrupted run of the real prompt."""
-    s = settings(family, sampler)
+    s = settings(family, sampler, **over)
     final, _, _ = obclip_run(cloud, cloud, PROMPTS[:2], 1, s)
     return {"family": family, "sampler": sampler, "n": 2, **_diff(final, stock_run(cloud, cloud, PROMPTS[1], s,
                                                                                      split=False))}
 
 
-def sigma_matched_case(cloud, device, family) -> dict:
+def sigma_matched_case(cloud, device, family, fine_steps: int = 200, device_steps: int = 25, **over) -> dict:
     """A few-step cloud (8 steps, k=4) handing off to a 25-step device schedule.
 
     Reference: the device model integrating the same ODE from the stop sigma with 200 fine steps.
     """
     from ..sampling.schedule import HANDOFF_MODES, NEAREST_STEP
-    s = {**settings(family), "steps": 8, "cloud_steps": 4}
-    fine, _, handoff = obclip_run(cloud, device, PROMPTS[:2], 0, s, mode=HANDOFF_MODES[1], device_steps=200)
-    out = {"family": family, "cloud_steps": "4 of 8", "device_steps": 25, "stop_sigma": handoff.stop_sigma}
+    s = {**settings(family, **over), "steps": 8, "cloud_steps": 4}
+    fine, _, handoff = obclip_run(cloud, device, PROMPTS[:2], 0, s, mode=HANDOFF_MODES[1], device_steps=fine_steps)
+    out = {"family": family, "cloud_steps": "4 of 8", "device_steps": device_steps, "stop_sigma": handoff.stop_sigma}
     for label, mode in (("sigma_matched", HANDOFF_MODES[1]), ("nearest_step", NEAREST_STEP)):
-        final, _, _ = obclip_run(cloud, device, PROMPTS[:2], 0, s, mode=mode, device_steps=25)
+        final, _, _ = obclip_run(cloud, device, PROMPTS[:2], 0, s, mode=mode, device_steps=device_steps)
         out[label] = _diff(final, fine)
     return out
 
@@ -110,7 +115,7 @@ def run(argv: list[str]) -> dict:
     import comfy.sd
     import comfy.utils
     comfy.utils.PROGRESS_BAR_ENABLED = False
-    from ..harness.smoke_models import SD15_PAIR, SDXL_PAIR, ensure
+    from ..harness.pairs import SD15_PAIR, SDXL_PAIR, ensure
     t0 = time.monotonic()
     cases, uninterrupted, matched = [], [], []
     for family in args.families.split(","):
@@ -123,5 +128,5 @@ def run(argv: list[str]) -> dict:
         matched.append(sigma_matched_case(cloud, device, family))
         del cloud, device
     return {"cases": cases, "vs_uninterrupted": uninterrupted, "sigma_matched": matched,
-            "models": "random-weight smoke models (obclip_nodes.harness.smoke_models)",
+            "models": "published architectures with seeded random weights (obclip_nodes.harness.pairs)",
             "wall_s": round(time.monotonic() - t0, 1)}

@@ -32,7 +32,7 @@ def run(argv: list[str]) -> dict:
     args = ap.parse_args(argv)
 
     from ..harness.servers import ComfyServer, prepare_base
-    from ..harness.smoke_models import SD15_PAIR, ensure
+    from ..harness.pairs import SD15_PAIR, ensure
     from ..protocol import CloudRequest
     from ..remote import RemoteSettings
     from ..remote.client import CloudClient

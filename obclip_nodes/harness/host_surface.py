@@ -80,11 +80,14 @@ SURFACE = (
               "folder_paths"),
              "obclip_nodes/miniworld/comfy_family.py (OBCLIP_MINIWORLD=1 only)", False,
              "test_host_compat.py::test_model_family_registration"),
-    Internal("Lab only: loading, training, benches", "comfy.cli_args.args.cpu, comfy.sd.load_checkpoint_guess_config, "
-             "comfy.utils.load/save_torch_file, comfy.clip_model, comfy.taesd, comfy.sdxl_clip, "
-             "comfy.model_detection, stock node classes (nodes.*)",
-             ("comfy.cli_args", "comfy.sd", "comfy.clip_model", "comfy.taesd", "comfy.sdxl_clip",
-              "comfy.model_detection", "nodes"),
+    Internal("Checkpoint detection and loading", "comfy.sd.load_state_dict_guess_config (the device loader builds "
+             "MODEL/CLIP/VAE through ComfyUI's own detection), comfy.sd.load_checkpoint_guess_config (what Load "
+             "Checkpoint calls), folder_paths.get_folder_paths('diffusers' / 'embeddings')", ("comfy.sd",),
+             "obclip_nodes/device_models/host.py", True, "test_host_compat.py::test_checkpoint_loading"),
+    Internal("Lab only: training, benches, test models", "comfy.cli_args.args.cpu, comfy.utils.save_torch_file, "
+             "comfy.clip_model, comfy.taesd, comfy.sdxl_clip, comfy.model_detection, stock node classes (nodes.*)",
+             ("comfy.cli_args", "comfy.clip_model", "comfy.taesd", "comfy.sdxl_clip", "comfy.model_detection",
+              "nodes"),
              "obclip_nodes/harness, bench, miniworld/train.py", False,
              "every integration test (the stock loader is how the tests load models)"),
 )

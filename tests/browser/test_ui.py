@@ -1,5 +1,7 @@
-"""The pack as a ComfyUI user meets it: Debian's Chromium, driven by Playwright, against a real ComfyUI 0.3.75
-serving the real frontend (comfyui-frontend-package). Screenshots go to tests/browser/artifacts/ (git-ignored).
+"""The pack as a ComfyUI user meets it: Debian's Chromium, driven by Playwright, against a real ComfyUI serving
+its own frontend (comfyui-frontend-package: 1.32.9 with ComfyUI 0.3.75, 1.49.6 with 0.33.0). Screenshots go to
+tests/browser/artifacts/<ComfyUI version>/ (git-ignored), each also as a small cropped PNG (small/), which is what
+docs/images/ holds for the newest host.
 
 No browser is downloaded: scripts/setup.sh installs Debian's chromium. Without it these tests FAIL and say so.
 """
@@ -21,7 +23,7 @@ CHROMIUM = "/usr/bin/chromium"
 # Playwright adds --headless and a fresh temporary --user-data-dir itself
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS_ROOT = Path(__file__).parent / "artifacts"
 UI_FILES = sorted((REPO / "workflows").glob("*.json"))
 TWO_ATTRIBUTES = "portrait photo of a young woman in a red coat"  # age (3 values) x gender (2): N = 6
 
@@ -32,16 +34,27 @@ def _frontend_root() -> str:
 
 
 @pytest.fixture(scope="module")
-def device(tmp_path_factory, workflow_checkpoints):
+def device(tmp_path_factory, workflow_checkpoints, workflow_diffusers):
     # every model the shipped workflows name is installed, as for a user who has them (newer frontends
     # flag a missing model on its loader node)
     base = prepare_base(tmp_path_factory.mktemp("browser-device"), workflow_checkpoints)
+    (base / "models" / "diffusers").mkdir(parents=True, exist_ok=True)
+    for name, folder in workflow_diffusers.items():
+        (base / "models" / "diffusers" / name).symlink_to(folder)
     settings = base / "user" / "default"
     settings.mkdir(parents=True, exist_ok=True)  # a returning user: no first-run template dialog
     (settings / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
     with ComfyServer("browser-device", base, extra_args=["--front-end-root", _frontend_root()]) as s:
         s.require_nodes("ObCLIPCandidateExpander", "ObCLIPServerSampler")
         yield s
+
+
+def host_version() -> str:
+    from obclip_nodes.harness.host import comfyui_dir
+    return (comfyui_dir() / "comfyui_version.py").read_text().split('__version__ = "')[1].split('"')[0]
+
+
+ARTIFACTS = ARTIFACTS_ROOT / host_version()
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +112,46 @@ FRAME = """async () => {
 }"""
 
 
+# the nodes' bounding box on screen, in CSS pixels (canvas coordinates through the canvas transform)
+BOUNDS = """() => {
+  const c = window.app.canvas, ds = c.ds, r = c.canvas.getBoundingClientRect();
+  const nodes = window.app.graph.nodes ?? window.app.graph._nodes;
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const n of nodes) {
+    const title = window.LiteGraph.NODE_TITLE_HEIGHT ?? 30;
+    x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - title - 20);
+    x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
+  }
+  const s = ds.scale, ox = ds.offset[0], oy = ds.offset[1];
+  return {x: r.left + (x0 + ox) * s, y: r.top + (y0 + oy) * s, w: (x1 - x0) * s, h: (y1 - y0) * s};
+}"""
+
+
 def shot(page, name: str) -> Path:
     page.evaluate(FRAME)  # the whole graph in view, as a user would frame it
     page.evaluate("() => window.app.canvas.setDirty(true, true)")
     page.wait_for_timeout(300)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
+    small(page, path)
     return path
+
+
+def small(page, path: Path, width: int = 1400) -> Path:
+    """The graph cropped from the screenshot and scaled to `width`, 256 colours: small enough for docs/images."""
+    from PIL import Image
+    b = page.evaluate(BOUNDS)
+    view = page.viewport_size
+    pad = 16
+    box = (max(0, int(b["x"]) - pad), max(0, int(b["y"]) - pad),
+           min(view["width"], int(b["x"] + b["w"]) + pad), min(view["height"], int(b["y"] + b["h"]) + pad))
+    img = Image.open(path).convert("RGB").crop(box)
+    if img.width > width:
+        img = img.resize((width, round(img.height * width / img.width)), Image.LANCZOS)
+    out = path.parent / "small" / path.name
+    out.parent.mkdir(exist_ok=True)
+    img.quantize(256, dither=Image.Dither.NONE).save(out, optimize=True)
+    return out
 
 
 def node_by_type(page, t: str) -> str:
@@ -123,6 +169,41 @@ def test_every_shipped_workflow_loads_without_missing_nodes_or_widgets(page, pat
     for n in wf["nodes"]:
         assert res["widgets"][str(n["id"])] == n["widgets_values"], (n["type"], res["names"][str(n["id"])])
     shot(page, f"workflow-{path.stem}")
+
+
+def test_frontend_extension_api(page):
+    """The frontend extension API web/obclip.js relies on (docs/comfyui-internals-used.md), named when it changes."""
+    res = page.evaluate("""async () => {
+      const { api } = await import('/scripts/api.js');
+      const ext = window.app.extensions.find(e => e.name === 'obclip.nodes');
+      const node = window.LiteGraph.createNode('ObCLIPCloudPartialSampler');
+      const expander = window.LiteGraph.createNode('ObCLIPCandidateExpander');
+      return {
+        registerExtension: typeof window.app.registerExtension,
+        hooks: ext ? ['beforeRegisterNodeDef', 'nodeCreated'].filter(h => typeof ext[h] === 'function') : [],
+        fetchApi: typeof api?.fetchApi,
+        addWidget: typeof node?.addWidget,
+        setDirtyCanvas: typeof node?.setDirtyCanvas,
+        comfyClass: node?.comfyClass,
+        // nodeCreated ran: the button it adds with node.addWidget is there
+        widgets: (node?.widgets ?? []).map(w => w.name),
+        // beforeRegisterNodeDef ran: the prototype hooks it wraps are ours
+        onExecuted: String(node?.onExecuted ?? '').includes('showText'),
+        onDrawForeground: String(expander?.onDrawForeground ?? '').includes('drawBadge'),
+      };
+    }""")
+    want = {"registerExtension": "function", "hooks": ["beforeRegisterNodeDef", "nodeCreated"],
+            "fetchApi": "function", "addWidget": "function", "setDirtyCanvas": "function",
+            "comfyClass": "ObCLIPCloudPartialSampler", "onExecuted": True, "onDrawForeground": True}
+    changed = {k: res[k] for k, v in want.items() if res[k] != v}
+    assert not changed, (f"frontend {frontend_version()} changed the extension API web/obclip.js relies on: "
+                         f"{changed} (expected {want})")
+    assert "test connection" in res["widgets"], res["widgets"]
+
+
+def frontend_version() -> str:
+    import importlib.metadata
+    return importlib.metadata.version("comfyui-frontend-package")
 
 
 def test_privacy_badge_for_a_prompt_with_two_attributes(page):
@@ -153,7 +234,7 @@ def test_queue_the_local_simulation_from_the_ui_and_see_the_image(page, device):
     page.evaluate(LOAD, json.loads((REPO / "workflows" / "obclip_local_simulation.json").read_text()))
     page.evaluate(f"""() => {{
       const n = {node_by_type(page, 'ObCLIPServerSampler')};
-      for (const [k, v] of Object.entries({{width: 64, height: 64, steps: 10, cloud_steps: 4}}))
+      for (const [k, v] of Object.entries({{width: 32, height: 32, steps: 4, cloud_steps: 2}}))
         n.widgets.find(w => w.name === k).value = v;
       {node_by_type(page, 'ObCLIPCandidateExpander')}.widgets.find(w => w.name === 'prompt').value = {json.dumps(TWO_ATTRIBUTES)};
     }}""")

@@ -18,7 +18,7 @@ from obclip_nodes.harness.servers import ComfyServer, prepare_base
 pytestmark = pytest.mark.servers
 
 WORKFLOW = json.loads((REPO / "workflows" / "api" / "obclip_hybrid.json").read_text())
-SIZE = dict(width=64, height=64, steps=10, cloud_steps=4)
+SIZE = dict(width=32, height=32, steps=4, cloud_steps=2)  # real SD1.5 / BK-SDM-Small: tiny latents, few steps
 SERVER_NODES = {"CheckpointLoaderSimple", "ObCLIPServerSampler", "ObCLIPServerReturn"}
 MARKER = "client-workflow-marker-7f3a"  # stands for the client's UI workflow / PNG info
 
@@ -26,9 +26,11 @@ MARKER = "client-workflow-marker-7f3a"  # stands for the client's UI workflow / 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory, sd15_pair):
     cloud_ckpt, device_ckpt = sd15_pair
-    cloud = ComfyServer("cloud", prepare_base(tmp_path_factory.mktemp("cloud"), [cloud_ckpt]))
+    names = {WORKFLOW["4"]["inputs"]["cloud_checkpoint"]: cloud_ckpt, WORKFLOW["1"]["inputs"]["ckpt_name"]: device_ckpt}
+    cloud_name = WORKFLOW["4"]["inputs"]["cloud_checkpoint"]
+    cloud = ComfyServer("cloud", prepare_base(tmp_path_factory.mktemp("cloud"), {cloud_name: cloud_ckpt}))
     # the device also holds the cloud model, only so the test can run the single-prompt baseline there
-    device = ComfyServer("device", prepare_base(tmp_path_factory.mktemp("device"), [cloud_ckpt, device_ckpt]))
+    device = ComfyServer("device", prepare_base(tmp_path_factory.mktemp("device"), names))
     with cloud, device:
         cloud.require_nodes("ObCLIPServerSampler", "ObCLIPServerReturn")
         device.require_nodes("ObCLIPCandidateExpander", "ObCLIPCloudPartialSampler", "ObCLIPDeviceFinisher")
@@ -139,7 +141,7 @@ def test_missing_cloud_checkpoint_lists_the_available_ones(servers):
     cloud, device = servers
     g = obclip_graph(cloud.url, "a photo of a man")
     g["4"]["inputs"]["cloud_checkpoint"] = "no-such-model.safetensors"
-    with pytest.raises(Exception, match="obclip-smoke-sd15-cloud.safetensors"):
+    with pytest.raises(Exception, match="v1-5-pruned-emaonly.safetensors"):
         run_workflow(device.url, g, timeout=120)
 
 

@@ -1,4 +1,5 @@
-"""Issue 5: the ObCLIP path equals single-prompt runs; mismatches are refused; sigma-matched hand-off."""
+"""Issue 5: the ObCLIP path equals single-prompt runs; sigma-matched hand-off (SD1.5 -> BK-SDM-Small; the SDXL
+family and the mismatch refusals: test_sdxl_family.py)."""
 from __future__ import annotations
 
 import pytest
@@ -6,6 +7,8 @@ import torch
 
 pytestmark = pytest.mark.comfy
 TOL = 1e-4  # relative to the latent's magnitude: float noise from batching, not a method error
+# SD1.5 -> BK-SDM-Small and Vega -> KOALA-700M (published architectures) at a 4x4 latent and few steps
+QUICK = {"width": 32, "height": 32, "steps": 4, "cloud_steps": 2}
 
 
 @pytest.fixture(scope="module")
@@ -14,19 +17,19 @@ def bench(comfy_root):
     return handoff
 
 
-@pytest.mark.parametrize("family, sampler", [("sd15", "euler"), ("sd15", "ddim"), ("sdxl", "euler")])
+@pytest.mark.parametrize("family, sampler", [("sd15", "euler"), ("sd15", "ddim")])
 def test_real_candidate_equals_the_single_prompt_hybrid_for_every_n(bench, family, sampler, request):
     cloud, device = request.getfixturevalue(f"{family}_models")
-    cases = bench.exactness_cases(cloud, device, family, sampler, ns=(1, 2, 4, 6))
+    cases = bench.exactness_cases(cloud, device, family, sampler, ns=(1, 2, 4, 6), **QUICK)
     assert [c["n"] for c in cases] == [1, 2, 4, 6]
     for c in cases:
         assert c["rel_diff"] < TOL, c
 
 
-@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+@pytest.mark.parametrize("family", ["sd15"])
 def test_device_equal_to_cloud_reproduces_an_uninterrupted_cloud_run(bench, family, request):
     cloud, _ = request.getfixturevalue(f"{family}_models")
-    case = bench.uninterrupted_case(cloud, family, "euler")
+    case = bench.uninterrupted_case(cloud, family, "euler", **QUICK)
     assert case["rel_diff"] < TOL, case
 
 
@@ -34,7 +37,7 @@ def test_device_equal_to_cloud_reproduces_an_uninterrupted_cloud_run(bench, fami
 def test_noisy_and_multistep_samplers_still_match_the_single_prompt_hybrid(bench, sampler, sd15_models):
     """Step noise is shared across rows, so each row matches its own single-prompt run."""
     cloud, device = sd15_models
-    for c in bench.exactness_cases(cloud, device, "sd15", sampler, ns=(3,)):
+    for c in bench.exactness_cases(cloud, device, "sd15", sampler, ns=(3,), **QUICK):
         assert c["rel_diff"] < TOL, c
 
 
@@ -46,7 +49,7 @@ def test_batch_dependent_noise_is_what_the_row_sharing_fixes(bench, sd15_models)
     original = partial_mod.row_shared_sampler
     partial_mod.row_shared_sampler = comfy.samplers.sampler_object
     try:
-        c = bench.exactness_cases(cloud, device, "sd15", "euler_ancestral", ns=(3,))[0]
+        c = bench.exactness_cases(cloud, device, "sd15", "euler_ancestral", ns=(3,), **QUICK)[0]
     finally:
         partial_mod.row_shared_sampler = original
     assert c["rel_diff"] > 1e-3, c
@@ -54,8 +57,8 @@ def test_batch_dependent_noise_is_what_the_row_sharing_fixes(bench, sd15_models)
 
 def test_uninterrupted_deviation_of_multistep_samplers_is_measured_not_hidden(bench, sd15_models):
     cloud, _ = sd15_models
-    exact = bench.uninterrupted_case(cloud, "sd15", "euler")["rel_diff"]
-    multistep = bench.uninterrupted_case(cloud, "sd15", "dpmpp_2m")["rel_diff"]
+    exact = bench.uninterrupted_case(cloud, "sd15", "euler", **QUICK)["rel_diff"]
+    multistep = bench.uninterrupted_case(cloud, "sd15", "dpmpp_2m", **QUICK)["rel_diff"]
     assert exact < TOL < multistep  # dpmpp_2m restarts its history at the split
 
 
@@ -79,36 +82,8 @@ def test_sigma_matched_tail_starts_exactly_at_the_cloud_stop(sd15_models):
 
 def test_sigma_matched_beats_the_nearest_step_shift(bench, sd15_models):
     cloud, device = sd15_models
-    case = bench.sigma_matched_case(cloud, device, "sd15")
+    case = bench.sigma_matched_case(cloud, device, "sd15", fine_steps=40, device_steps=10, width=32, height=32)
     assert case["sigma_matched"]["rel_diff"] < case["nearest_step"]["rel_diff"], case
-
-
-def _handoff_for(model, **kw):
-    from obclip_nodes.sampling import model_signature
-    from obclip_nodes.protocol import Handoff
-    return Handoff(**{**model_signature(model), **kw}, steps=4, cloud_steps=2, sampler="euler",
-                   scheduler="normal", seed=0, sigmas=(14.6, 3.0, 1.0, 0.3, 0.0), latent_shape=(4, 8, 8))
-
-
-def test_every_mismatch_is_refused_with_both_models_and_the_fix(sd15_models, sdxl_models):
-    from obclip_nodes.sampling import IncompatibleModelError, check_device_model
-    (sd15, _, _), (sd15_small, _, _) = sd15_models
-    (sdxl, _, _), (koala, _, _) = sdxl_models
-    lat = {"samples": torch.zeros(1, 4, 8, 8)}
-    cases = [
-        (_handoff_for(sdxl), sd15_small, lat, r"SDXL.*SD15.*SDXL-family device model such as .*KOALA-700M"),
-        (_handoff_for(sd15), koala, lat, r"SD15.*KOALA_700M.*SD1\.x-family device model"),
-        (_handoff_for(sd15, latent_channels=16), sd15_small, lat, "16 latent channels"),
-        (_handoff_for(sd15, model_type="V_PREDICTION"), sd15_small, lat, "predicts V_PREDICTION"),
-        (_handoff_for(sd15, sigma_max=80.0), sd15_small, lat, "sigma_max=80"),
-        (_handoff_for(sd15), sd15_small, {"samples": torch.zeros(1, 4, 16, 16)}, r"returned rows of 4x8x8"),
-        (_handoff_for(sd15), sd15_small, {"samples": torch.zeros(3, 4, 8, 8)}, r"shape \(3, 4, 8, 8\)"),
-    ]
-    for handoff, model, latent, message in cases:
-        with pytest.raises(IncompatibleModelError, match=message):
-            check_device_model(handoff, model, latent)
-    check_device_model(_handoff_for(sd15), sd15_small, lat)  # the matching pair passes
-    check_device_model(_handoff_for(sdxl), koala, lat)
 
 
 def test_latent_selector_keeps_fields_consistent_and_never_changes_the_fetched_rows(comfy_root):

@@ -241,6 +241,20 @@ def test_model_family_registration(request, comfy_root):
     assert issubclass(comfy_family.ObCLIPMiniWorldLatent, comfy.latent_formats.LatentFormat)
 
 
+def test_checkpoint_loading(request, comfy_root):
+    import comfy.sd
+    import folder_paths
+    needs_params(request, comfy_root, comfy.sd.load_state_dict_guess_config, "sd", "output_vae", "output_clip",
+                 "embedding_directory")
+    needs_params(request, comfy_root, comfy.sd.load_checkpoint_guess_config, "ckpt_path", "output_vae",
+                 "output_clip", "embedding_directory")
+    for kind in ("checkpoints", "diffusers", "embeddings"):
+        try:
+            folder_paths.get_folder_paths(kind)
+        except KeyError:
+            broke(request, comfy_root, f"folder_paths has no {kind!r} model folder")
+
+
 # ---- on a live server ----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -76,7 +76,7 @@ def test_registering_the_family_leaves_other_families_alone(comfy_root, sd15_pai
     comfy_family.register()
     assert sum(m.__name__ == "ObCLIPMiniWorld" for m in comfy.supported_models.models) == 1
     assert comfy.supported_models.models[-1].__name__ == "ObCLIPMiniWorld"  # last: never shadows another
-    model = comfy.sd.load_checkpoint_guess_config(str(sd15_pair[1]))[0]
+    model = comfy.sd.load_checkpoint_guess_config(str(sd15_pair[1]), output_vae=False, output_clip=False)[0]
     assert type(model.model.model_config).__name__ == "SD15"
 
 
@@ -143,7 +143,8 @@ def test_cloud_model_draws_the_attributes_of_held_out_captions(mini):
     assert len({(g.gender, g.age, g.ethnicity) for g in got}) >= 4
 
 
-def test_a_mini_cloud_refuses_a_device_from_another_latent_space_and_names_the_mini_device(mini, sd15_models):
+def test_a_mini_cloud_refuses_a_device_from_another_latent_space_and_names_the_mini_device(mini, sd15_pair):
+    import comfy.sd
     from obclip_nodes.miniworld import caption
     from obclip_nodes.miniworld.train import split
     from obclip_nodes.sampling import encode_batch, finish_sample, partial_sample
@@ -152,7 +153,7 @@ def test_a_mini_cloud_refuses_a_device_from_another_latent_space_and_names_the_m
     text = caption(split()[1][0])
     out, ho = partial_sample(model, encode_batch(clip, [text]), encode_batch(clip, [""]), n=1, width=64, height=64,
                              seed=1, steps=4, cloud_steps=2, cfg=5.0, sampler="euler", scheduler="normal")
-    sd_model, sd_clip, _ = sd15_models[1]
+    sd_model, sd_clip, _ = comfy.sd.load_checkpoint_guess_config(str(sd15_pair[1]))[:3]  # BK-SDM-Small
     with pytest.raises(IncompatibleModelError, match="obclip-mini-device.safetensors"):
         finish_sample(sd_model, encode_batch(sd_clip, [text]), encode_batch(sd_clip, [""]), out, ho, cfg=5.0)
     dm, dc, _ = mini["device"]

@@ -31,7 +31,7 @@ from obclip_nodes.harness.loopback import RecordingProxy, ToyCloud
 
 pytestmark = pytest.mark.servers
 TOKEN = "test-token-5b1e"
-SMALL = dict(width=64, height=64, steps=3, cloud_steps=1)
+SMALL = dict(width=32, height=32, steps=3, cloud_steps=1)  # real SD1.5 on the cloud: a 4x4 latent
 VARIANTS = expand_prompt("portrait photo of a young woman in a red coat").candidates
 
 
