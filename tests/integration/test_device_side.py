@@ -23,8 +23,20 @@ def nodes_(comfy_root):
     return custom, EncodeRealPrompt, HandoffSigmas, DeviceFinisher
 
 
+_CLOUD_RUNS: dict = {}
+
+
 def cloud_part(sd15_models, sampler: str, **over):
-    """The cloud's k steps for all candidates, in-process; -> (real row latent, handoff, selection)."""
+    """The cloud's k steps for all candidates, in-process (run once per setting, a fresh copy each call);
+    -> (real row latent, handoff, selection)."""
+    key = (sampler, tuple(sorted(over.items())))
+    if key not in _CLOUD_RUNS:
+        _CLOUD_RUNS[key] = _cloud_part(sd15_models, sampler, **over)
+    latent, handoff, selection = _CLOUD_RUNS[key]
+    return {"samples": latent["samples"].clone()}, handoff, selection
+
+
+def _cloud_part(sd15_models, sampler: str, **over):
     from obclip_nodes.nodes.types import PrivateSelection
     from obclip_nodes.sampling import encode_batch, partial_sample
     (cm, cc, _), _ = sd15_models
@@ -177,3 +189,22 @@ def test_handoff_sigmas_refuses_a_model_from_another_latent_space(nodes_, sd15_m
                 scheduler="normal", seed=0, sigmas=(14.6, 3.0, 1.0, 0.3, 0.0), latent_shape=(4, 8, 8))
     with pytest.raises(ValueError, match="Hand-off Sigmas: .*different latent spaces"):
         HandoffSigmas.execute(dm, {"samples": torch.zeros(1, 4, 8, 8)}, h, REPLAY, 25, "normal", "same as cloud")
+
+
+def test_stock_regional_conditioning_between_encode_and_finisher(nodes_, sd15_models):
+    """Area conditioning: the real prompt on the left half, a stock CLIPTextEncode on the right, combined,
+    into the Finisher: it runs on the hand-off and changes the result."""
+    import nodes
+    _, EncodeRealPrompt, _, _ = nodes_
+    _, (dm, dc, _) = sd15_models
+    latent, handoff, selection = cloud_part(sd15_models, "euler")
+    positive, negative = EncodeRealPrompt.execute(dc, selection, NEGATIVE).result
+    left = nodes.ConditioningSetArea().append(positive, 32, 64, 0, 0, 1.0)[0]
+    right = nodes.ConditioningSetArea().append(nodes.CLIPTextEncode().encode(dc, "a red brick wall")[0],
+                                               32, 64, 32, 0, 1.0)[0]
+    regional = nodes.ConditioningCombine().combine(left, right)[0]
+    own = finisher(nodes_, dm, latent, selection, handoff, clip=dc)
+    out = finisher(nodes_, dm, latent, selection, handoff, positive_conditioning=regional,
+                   negative_conditioning=negative)
+    assert torch.isfinite(out).all() and (out - own).abs().max() > 1e-3
+    assert "area" not in positive[0][1]  # the stock nodes copied, Encode Real Prompt's output is unchanged

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -145,6 +146,8 @@ def test_controlnet_workflow_changes_the_latent_not_the_clouds_view(servers):
     print(f"ControlNet effect on the finished latent: max |with - without| = {effect:.4g}, "
           f"mean = {(a - b).abs().mean().item():.4g}, latent scale {scale:.4g}")
     assert scale > 0.1 and effect > 1e-2 * scale
+    # every residual fits the SD1.5 UNet (ComfyUI only logs a warning for one that does not)
+    assert "control could not be applied" not in device.log_path.read_text(errors="replace")
 
     entries = cloud_entries(cloud)[n0:]
     assert len(entries) == 2  # one request per run, and the recorded views are byte-identical
@@ -154,3 +157,21 @@ def test_controlnet_workflow_changes_the_latent_not_the_clouds_view(servers):
         assert {n["class_type"] for n in e["prompt"][2].values()} == SERVER_NODES
         assert MARKER not in recorded and "CONDITIONING" not in recorded and "ControlNet" not in recorded
         assert controlnet not in recorded and full_device not in recorded
+
+
+def test_the_test_controlnet_has_the_published_sd15_architecture():
+    """Every key and shape equals diffusers' ControlNetModel built from the published config; norms are 1 and
+    the zero convolutions are not zero (or the ControlNet would add nothing)."""
+    from diffusers import ControlNetModel
+    from device_side_models import CONTROLNET_CONFIG
+    from safetensors import safe_open
+    controlnet, _ = ensure_device_side_models()
+    with torch.device("meta"):
+        reference = {k: tuple(v.shape) for k, v in ControlNetModel.from_config(CONTROLNET_CONFIG).state_dict().items()}
+    with safe_open(str(controlnet), "pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        assert shapes == reference and len(shapes) > 300
+        assert sum(math.prod(s) for s in shapes.values()) == sum(math.prod(s) for s in reference.values())
+        assert torch.equal(f.get_tensor("down_blocks.0.resnets.0.norm1.weight"), torch.ones(320, dtype=torch.float16))
+        assert f.get_tensor("controlnet_mid_block.weight").abs().max() > 0
+        assert all(f.get_tensor(f"controlnet_down_blocks.{i}.weight").abs().max() > 0 for i in range(12))
