@@ -361,8 +361,8 @@ def _compounds(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:
         for suf, value in lex.compound_suffixes:
             if w.endswith(suf) and len(w) - len(suf) >= 3 and w[:-len(suf)].isalpha():
                 put(Cue(i, i + 1, *tok.spans[i], "compound", "noun", "gender", surface=tok.words[i], value=None,
-                        fix=f"use a neutral word (e.g. 'worker', 'person', 'carrier') or a pair the lexicon swaps "
-                            f"(woman/man, firewoman/fireman)",
+                        fix="use a neutral word (e.g. 'worker', 'person', 'carrier') or a pair the lexicon swaps "
+                            "(woman/man, firewoman/fireman)",
                         negative=tok.negative[i]))
                 break
 
