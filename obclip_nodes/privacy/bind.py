@@ -126,7 +126,8 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
 
     def agentive(pos: int) -> bool:              # an unknown person word: "falconer", "backpacker"
         w = low[pos]
-        return (len(w) >= 6 and w.isalpha() and w not in lex.agentive_exceptions and w.endswith(lex.agentive_suffixes)
+        return (len(w) >= 6 and w.isalpha() and w not in lex.agentive_exceptions and w not in lex.non_person_heads
+                and w.endswith(lex.agentive_suffixes)
                 and (pos + 1 >= n or gaps[pos + 1].strip(" \t") != "" or low[pos + 1] in lex.stop_words))
 
     def forward(c: Cue) -> Group | None:
@@ -337,8 +338,9 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
         owner.cues.append(c)
 
     # tag soup with no person word ("asian, long hair, smile"): its attribute-only tags describe an
-    # implied person when a tag names a non-colour ethnicity/gender/numeric value, or when other tags
-    # show a person (hair, portrait, smile, a correlated word); the tags then swap together
+    # implied person (fail closed: a lone "old" tag is far likelier a person than a thing) unless the
+    # only such tags are colour words and no other tag shows a person (hair, portrait, a correlated
+    # word); the tags then swap together
     if not persons and pending_tags and _implied_person(tok, cs, lex, pending_tags):
         persons.append(Person("singular", set(), {}, [], pending_tags[0].t0, pending_tags[-1].t0))
     # attribute-only tags describe the prompt's one person
@@ -391,9 +393,8 @@ def _implied_person(tok: Tokens, cs: Cues, lex: Lexicon, tags: list) -> bool:
     if not tok.n or tok.segment[-1] < 1:
         return False                                      # not tag soup: one segment
     for c in tags:
-        if c.kind == "numeric" or (c.par is not None and c.par.attribute != "age"
-                                   and c.surface.lower() not in lex.colour_words):
-            return True
+        if c.kind == "numeric" or (c.par is not None and c.surface.lower() not in lex.colour_words):
+            return True                                   # "asian, ...", "middle-aged, office, tired"
         if c.kind == "sensitive" and c.surface.lower() not in lex.colour_words:
             return True
     low = tok.low

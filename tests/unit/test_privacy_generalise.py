@@ -39,6 +39,7 @@ def test_nationality_on_a_thing_stays_clean(prompt):
     ("nigerian, braids, portrait", "ethnicity", 5),
     ("elderly, wrinkles, portrait, bokeh", "age", 3),
     ("teenage, school uniform, looking at viewer", "age", 3),
+    ("old, stone, bridge", "age", 3),             # fail closed: a lone age tag is taken as a person
 ])
 def test_tag_soup_without_a_person_word_has_an_implied_person(prompt, attr, n):
     e = expand_prompt(prompt)
@@ -46,8 +47,8 @@ def test_tag_soup_without_a_person_word_has_an_implied_person(prompt, attr, n):
     assert prompt in e.candidates or e.normalisations
 
 
-@pytest.mark.parametrize("prompt", ["old, stone, bridge", "young, forest, morning mist", "white, minimal, clean"])
-def test_tag_soup_without_person_evidence_stays_clean(prompt):
+@pytest.mark.parametrize("prompt", ["white, minimal, clean", "black, gold, art deco", "brown, beige, earth tones"])
+def test_colour_tags_without_person_evidence_stay_clean(prompt):
     e = expand_prompt(prompt)
     assert e.n == 1 and e.candidates == (prompt,)
 
