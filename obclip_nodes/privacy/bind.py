@@ -67,6 +67,7 @@ class Binding:
     heads: int                         # number of person words
     count_tags: int = 0
     contradictions: list = field(default_factory=list)   # (cue, cue, attribute) one person, two values
+    possible: list = field(default_factory=list)   # (cue, head word): an ethnicity word on an unknown noun
 
 
 def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
@@ -125,7 +126,8 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
 
     def agentive(pos: int) -> bool:              # an unknown person word: "falconer", "backpacker"
         w = low[pos]
-        return (len(w) >= 6 and w.isalpha() and w not in lex.agentive_exceptions and w.endswith(lex.agentive_suffixes)
+        return (len(w) >= 6 and w.isalpha() and w not in lex.agentive_exceptions and w not in lex.non_person_heads
+                and w.endswith(lex.agentive_suffixes)
                 and (pos + 1 >= n or gaps[pos + 1].strip(" \t") != "" or low[pos + 1] in lex.stop_words))
 
     def forward(c: Cue) -> Group | None:
@@ -335,6 +337,12 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
         owner.values[a] = c.value
         owner.cues.append(c)
 
+    # tag soup with no person word ("asian, long hair, smile"): its attribute-only tags describe an
+    # implied person (fail closed: a lone "old" tag is far likelier a person than a thing) unless the
+    # only such tags are colour words and no other tag shows a person (hair, portrait, a correlated
+    # word); the tags then swap together
+    if not persons and pending_tags and _implied_person(tok, cs, lex, pending_tags):
+        persons.append(Person("singular", set(), {}, [], pending_tags[0].t0, pending_tags[-1].t0))
     # attribute-only tags describe the prompt's one person
     singles = [p for p in persons if p.number == "singular"]
     for c in pending_tags:
@@ -377,7 +385,53 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
             c.person = p
     for k, p in enumerate(persons):
         p.ordinal = k
-    return Binding(persons, unattached, len(groups), count_tags, contradictions)
+    possible = [(c, h) for c in unattached if (h := _possible_person(tok, cs, lex, c)) is not None]
+    return Binding(persons, unattached, len(groups), count_tags, contradictions, possible)
+
+
+def _implied_person(tok: Tokens, cs: Cues, lex: Lexicon, tags: list) -> bool:
+    if not tok.n or tok.segment[-1] < 1:
+        return False                                      # not tag soup: one segment
+    for c in tags:
+        if c.kind == "numeric" or (c.par is not None and c.surface.lower() not in lex.colour_words):
+            return True                                   # "asian, ...", "middle-aged, office, tired"
+        if c.kind == "sensitive" and c.surface.lower() not in lex.colour_words:
+            return True
+    low = tok.low
+    return any(cs.at[k] is None and (w in lex.person_evidence or w in lex.leak_words) for k, w in enumerate(low))
+
+
+def _possible_person(tok: Tokens, cs: Cues, lex: Lexicon, c: Cue) -> int | None:
+    """An ethnicity or nationality word that describes no known person but a noun the lexicon does not
+    know ("a Mexican abuela", "a Korean pop idol") may describe a person: fail closed.  Left alone
+    when its phrase names a thing or an animal ("a Chinese lantern", "Thai green curry")."""
+    if c.role != "adjective" or c.stype != "ethnicity" or c.negative or c.surface.lower() in lex.colour_words:
+        return None
+    low, gaps, at = tok.low, tok.gaps, cs.at
+    phrase = []
+    k = c.t1
+    while k < tok.n and len(phrase) < 4 and gaps[k] in (" ", "-") and not cs.ignored[k]:
+        w = low[k]
+        if at[k] is not None:
+            if at[k].role != "adjective":
+                return None
+            k = at[k].t1
+            continue
+        if w in lex.stop_words or w in lex.chain_breakers or not w.isalpha():
+            break
+        if phrase and w.endswith("ing") and w not in lex.ing_nouns:
+            break                                         # "a Mexican abuela cooking": a participle ends it
+        phrase.append(k)
+        k += 1
+    if not phrase:
+        return None
+    for k in phrase:
+        w = low[k]
+        sing = w[:-1] if w.endswith("s") and len(w) > 3 else w
+        if (w in lex.non_person_heads or sing in lex.non_person_heads or w in lex.animals or sing in lex.animals
+                or w in lex.part_words or w.endswith(lex.non_person_head_suffixes)):
+            return None
+    return phrase[-1]
 
 
 def contradiction_error(tok: Tokens, contradictions: list, active: frozenset) -> ExpansionError | None:

@@ -187,6 +187,9 @@ class Lexicon:
     demonym_pid: "int | None" = None
     agentive_suffixes: tuple = ()
     agentive_exceptions: frozenset = frozenset()
+    non_person_heads: frozenset = frozenset()        # nouns a nationality may describe: "Thai food"
+    non_person_head_suffixes: tuple = ()               # ... and noun endings that name things ("-ture")
+    person_evidence: frozenset = frozenset()          # tags that show tag soup is about a person
     compound_suffixes: tuple = ()                       # ((suffix, value), ...) of unknown gendered words
     compound_exceptions: frozenset = frozenset()
     synthetic: dict = field(default_factory=dict)        # pid -> Paradigm made at run time (numeric ages)
@@ -458,7 +461,9 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
                    place_prefixes=fs("place_prefixes", False), animals=fs("animals"),
                    demonym_pid=dem_pid,
                    agentive_suffixes=tuple(sorted(fs("agentive_suffixes"), key=len, reverse=True)),
-                   agentive_exceptions=fs("agentive_exceptions"))
+                   agentive_exceptions=fs("agentive_exceptions"), non_person_heads=fs("non_person_heads"),
+                   non_person_head_suffixes=tuple(sorted(fs("non_person_head_suffixes"), key=len, reverse=True)),
+                   person_evidence=fs("person_evidence"))
 
 
 @cache

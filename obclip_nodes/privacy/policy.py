@@ -80,7 +80,44 @@ def findings(tok: Tokens, cs: Cues, b: Binding, lex: Lexicon, active: frozenset)
         elif c.par is not None and c.person is not None and c.par.attribute not in active:
             add(Finding(c.surface, c.par.attribute, "its attribute is not in the protected attributes",
                         f"add {c.par.attribute} to attributes", by_choice=True))
+    for c, h in b.possible:
+        if c.par is not None and c.par.attribute not in active:
+            continue
+        phrase = tok.text[c.c0:tok.spans[h][1]]
+        head = tok.words[h]
+        add(Finding(phrase, c.stype, f"'{c.surface}' describes '{head}', which the lexicon knows neither as a "
+                    f"person nor as a thing, so it may reveal a person's {c.stype}",
+                    f"if '{head}' is a person, name them with a person word the lexicon swaps (e.g. "
+                    f"'a {c.surface} woman', 'a {c.surface} singer'); if it is a thing, add '{head.lower()}' to "
+                    f"non_person_heads in the lexicon data"))
+    # a person whose gender no word swaps, but whom a gender-correlated word describes ("a redhead in a
+    # green dress", "a doctor with a beard"): with N = 1 the correlated word tells the server the gender
+    gender = "gender"
+    # (a word that implies the gender, "Latina", already carries its own leak warning)
+    if has_person and gender in lex.attributes and gender in active and not any(
+            gender in p.values or any(c.par is not None and gender in c.par.implies for c in p.cues)
+            for p in b.persons):
+        for i, j, w in _correlated(tok, cs, lex, gender):
+            add(Finding(w, gender, f"it correlates with {gender} and no {gender} word of the prompt is swapped, so "
+                        f"the server reads it as the person's {gender}",
+                        f"name the person with a word the lexicon swaps (e.g. 'a woman in a dress', 'a man with a "
+                        f"beard'), or drop '{w}'"))
     return out
+
+
+def _correlated(tok: Tokens, cs: Cues, lex: Lexicon, attribute: str):
+    """(first word, end word, surface) of each leak word that correlates with ``attribute``."""
+    low, gaps, idx = tok.low, tok.gaps, lex.leak_words
+    for i, w in enumerate(low):
+        if w not in idx or cs.at[i] is not None or cs.ignored[i] or tok.negative[i]:
+            continue
+        for words, seps, (word, a, kind) in idx[w]:
+            k = len(words)
+            if a == attribute and i + k <= tok.n and all(
+                    low[i + j] == words[j] and gaps[i + j] == seps[j - 1] for j in range(1, k)) and not (
+                    i + k < tok.n and gaps[i + k] in (" ", "-") and low[i + k] in lex.part_words):   # "blonde hair"
+                yield i, i + k, tok.text[tok.spans[i][0]:tok.spans[i + k - 1][1]]
+                break
 
 
 def refusal(found: list[Finding], lex: Lexicon) -> ExpansionError:

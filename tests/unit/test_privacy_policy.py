@@ -138,3 +138,14 @@ def test_privacy_imports_no_torch_or_comfy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2]).stdout.strip()
     assert out == "[]"
+
+
+def test_heldout_corpus_is_disjoint_from_the_dev_corpus():
+    from obclip_nodes.bench.privacy import HELDOUT_CORPUS
+
+    dev = {r["prompt"] for r in load_corpus(DEFAULT_CORPUS)}
+    held = load_corpus(HELDOUT_CORPUS)
+    assert len(held) >= 150
+    assert len({r["prompt"] for r in held}) == len(held)
+    assert not dev & {r["prompt"] for r in held}
+    assert {r["outcome"] for r in held} == {"protected", "refused", "clean"}

@@ -22,6 +22,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FEMALE_TOP = 1000
+# ISO 3166-3: alpha-2 codes withdrawn when the country ceased to exist (Serbia and Montenegro,
+# Yugoslavia, the USSR, ...); such a record never wins a demonym that a living country shares.
+WITHDRAWN_ISO = frozenset({"AN", "BU", "CS", "DD", "NT", "SU", "TP", "YU", "ZR"})
 MALE_TOP = 600
 
 
@@ -33,7 +36,11 @@ def _package_dir(name: str) -> Path:
 
 
 def build_demonyms() -> dict:
-    rows: dict[str, dict] = {}
+    # A demonym that several records share ("Indian": India and the British Indian Ocean Territory;
+    # "Dominican": the Dominican Republic and Dominica) belongs to the most populous of them -- the
+    # country a person who writes it means (a withdrawn country never wins).  Ties break on the name,
+    # so the output is stable.
+    claims: dict[str, list[tuple[int, str, dict]]] = {}
     for f in sorted((_package_dir("countryinfo") / "data").glob("*.json")):
         d = json.loads(f.read_text(encoding="utf-8"))
         dem = (d.get("demonym") or "").strip()
@@ -42,8 +49,16 @@ def build_demonyms() -> dict:
         for one in dem.replace("/", ",").split(","):
             one = one.strip()
             if one and one.replace(" ", "").replace("-", "").isalpha():
-                rows.setdefault(one, {"country": d["name"], "region": d["region"], "subregion": d.get("subregion", ""),
-                                      "intermediate": d.get("intermediateregion", "")})
+                gone = (d.get("ISO") or {}).get("alpha2") in WITHDRAWN_ISO
+                claims.setdefault(one, []).append((gone, int(d.get("population") or 0), d["name"], {
+                    "country": d["name"], "region": d["region"], "subregion": d.get("subregion", ""),
+                    "intermediate": d.get("intermediateregion", ""), "population": int(d.get("population") or 0)}))
+    rows: dict[str, dict] = {}
+    for one, lst in claims.items():
+        lst.sort(key=lambda x: (x[0], -x[1], x[2]))
+        rows[one] = dict(lst[0][3])
+        if len(lst) > 1:
+            rows[one]["also"] = {name: pop for _, pop, name, _ in lst[1:]}
     extra = json.loads((HERE / "demonyms_extra.json").read_text(encoding="utf-8"))
     for word, row in extra["demonyms"].items():
         rows[word] = row
