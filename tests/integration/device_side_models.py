@@ -5,15 +5,14 @@
   Source of the config: lllyasviel/sd-controlnet-canny, config.json
   (https://huggingface.co/lllyasviel/sd-controlnet-canny/blob/main/config.json, _diffusers_version
   0.14.0.dev0), as quoted in public code found with the search tool; only architecture fields are used.
-- A device checkpoint with the published SD1.5 UNet (ComfyUI's own SD15 detection config, which is the
-  runwayml v1-5 layout: 4 levels, 2 res blocks each, mid block). A ControlNet adds its 12 + 1 residuals to
-  exactly those skip connections; a UNet with fewer levels (today's small smoke device) only logs
-  "control could not be applied" and ignores it, so the effect could not be tested on it.
+- The device model for the ControlNet test is the published SD1.5 architecture from harness/test_models
+  (the SD1.5 pair's cloud file). A ControlNet adds its 12 + 1 residuals to exactly SD1.5's skip
+  connections; BK-SDM-Small has fewer, and ComfyUI only logs "control could not be applied" for it.
 
 Every tensor is drawn from its own generator seeded by crc32(name); norm weights are 1 (never 0) and the
 ControlNet's zero convolutions get random weights too, or the ControlNet would add exactly nothing.
 
-Usage: python tests/integration/device_side_models.py OUT_DIR controlnet|sd15-device
+Usage: python tests/integration/device_side_models.py OUT_DIR
 """
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ SEED = 16_2026
 VERSION = 1  # bump when anything below changes the bytes
 REPO = Path(__file__).resolve().parents[2]
 CONTROLNET_FILE = "obclip-test-sd15-controlnet.safetensors"
-SD15_DEVICE_FILE = "obclip-test-sd15-full-device.safetensors"
 
 CONTROLNET_CONFIG = {  # lllyasviel/sd-controlnet-canny config.json (architecture fields)
     "act_fn": "silu",
@@ -53,14 +51,6 @@ CONTROLNET_CONFIG = {  # lllyasviel/sd-controlnet-canny config.json (architectur
     "upcast_attention": False,
     "use_linear_projection": False,
 }
-
-SD15_UNET = dict(use_checkpoint=False, image_size=32, out_channels=4, use_spatial_transformer=True, legacy=False,
-                 adm_in_channels=None, in_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
-                 transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0], channel_mult=[1, 2, 4, 4], transformer_depth_middle=1,
-                 use_linear_in_transformer=False, context_dim=768, num_heads=8,
-                 transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-                 use_temporal_attention=False, use_temporal_resblock=False)
-
 
 def cache_dir() -> Path:
     import torch
@@ -90,54 +80,19 @@ def build_controlnet(path: Path) -> None:
     save_file(sd, str(path), metadata={"obclip_test": f"sd15-controlnet;seed={SEED}"})
 
 
-def build_sd15_device(path: Path) -> None:
-    sys.path.insert(0, str(REPO))
-    from obclip_nodes.harness.host import import_comfy
-    import_comfy()
-    import comfy.sd1_clip
-    import comfy.supported_models as sm
-    import comfy.taesd.taesd
-    import comfy.utils
-    import torch
-    config = sm.SD15(dict(SD15_UNET))
-    config.set_inference_dtype(torch.float16, None)
-    model = config.get_model({}, device="meta")
-    unet = {k: seeded("unet." + k, v) for k, v in model.diffusion_model.state_dict().items()}
-    model.diffusion_model.load_state_dict(unet, assign=True)
-    clip = comfy.sd1_clip.SD1ClipModel(device="meta", dtype=torch.float16)
-    clip_sd = {}
-    for k, v in clip.state_dict().items():
-        if not v.is_floating_point():
-            clip_sd[k] = torch.arange(v.shape[-1]).expand(v.shape).to(v.dtype).contiguous()  # position ids
-        elif v.ndim == 0:
-            clip_sd[k] = torch.tensor(math.log(100.0) if k.endswith("logit_scale") else 0.0, dtype=torch.float16)
-        else:
-            clip_sd[k] = seeded("clip." + k, v)
-    with torch.device("meta"):
-        taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
-    vae_sd = {}
-    for k, v in taesd.state_dict().items():
-        vae_sd[k] = (torch.tensor(1.0 if k.endswith("vae_scale") else 0.0, dtype=torch.float16) if v.ndim == 0
-                     else seeded("vae." + k, v))
-    sd = model.state_dict_for_saving(clip_sd, vae_sd)
-    comfy.utils.save_torch_file(sd, str(path), metadata={"obclip_test": f"sd15-full-device;seed={SEED}"})
-
-
-def ensure() -> tuple[Path, Path]:
-    """(controlnet, sd15 device checkpoint), built once per VERSION and torch version, in subprocesses
-    (building holds GBs the test process should not keep)."""
+def ensure() -> Path:
+    """The ControlNet, built once per VERSION and torch version, in a subprocess (building holds GBs the
+    test process should not keep)."""
     out = cache_dir()
     out.mkdir(parents=True, exist_ok=True)
-    for kind, name in (("controlnet", CONTROLNET_FILE), ("sd15-device", SD15_DEVICE_FILE)):
-        if not (out / name).exists():
-            subprocess.run([sys.executable, __file__, str(out), kind], check=True, cwd=str(REPO))
-    return out / CONTROLNET_FILE, out / SD15_DEVICE_FILE
+    if not (out / CONTROLNET_FILE).exists():
+        subprocess.run([sys.executable, __file__, str(out)], check=True, cwd=str(REPO))
+    return out / CONTROLNET_FILE
 
 
 if __name__ == "__main__":
-    target, kind = Path(sys.argv[1]), sys.argv[2]
-    final = target / (CONTROLNET_FILE if kind == "controlnet" else SD15_DEVICE_FILE)
+    final = Path(sys.argv[1]) / CONTROLNET_FILE
     tmp = final.with_suffix(".tmp")
-    (build_controlnet if kind == "controlnet" else build_sd15_device)(tmp)
+    build_controlnet(tmp)
     tmp.replace(final)
     print(final)
