@@ -3,14 +3,14 @@
 Method: two ComfyUI cloud workers with the pack, a tenants file (two client tenants) and the demo's
 mini-world cloud model, behind haproxy with cookie stickiness (harness/balancer.py; the configuration
 of docs/deploy-cloud.md). Each worker is warmed with one run. Then `clients` concurrent clients each
-run `runs` distinct requests (N from 2 to 4, 64x64, 4 steps, 2 on the cloud) through the balancer;
+run `runs` distinct requests (N from 2 to 4, 64x64, `steps` steps, half of them on the cloud) through the balancer;
 then the same number of fresh requests go straight to one worker. Each worker is limited to one CPU
 thread (OMP_NUM_THREADS=1), standing in for one GPU per worker. A result counts as delivered when
 the client got all N latents and the digest inside the payload matches its own request; anything
 else is lost. Throughput is delivered runs per wall-clock second. On a shared machine the other
 processes' load (reported as load_average_1m) bounds what two workers can gain.
 
-    python -m obclip_nodes.bench balancer [--clients 8] [--runs 3]
+    python -m obclip_nodes.bench balancer [--clients 8] [--runs 3] [--steps 20]
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def run(argv: list[str]) -> dict:
     ap = argparse.ArgumentParser(prog="python -m obclip_nodes.bench balancer")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20, help="T; the cloud runs T/2")
     args = ap.parse_args(argv)
 
     from ..harness.balancer import HAProxy, many_clients, mini_plans
@@ -81,28 +82,31 @@ def run(argv: list[str]) -> dict:
                 bob_w0 = workers[0].url.replace("127.0.0.1", "localhost")
                 (tmp / "secrets.json").write_text(json.dumps({"servers": {
                     lb.url: {"token": alice}, bob_lb: {"token": bob},
-                    workers[0].url: {"token": alice}, bob_w0: {"token": bob}}}))
+                    workers[0].url: {"token": alice}, bob_w0: {"token": bob}, workers[1].url: {"token": alice}}}))
                 os.environ["OBCLIP_SECRETS_FILE"] = str(tmp / "secrets.json")
                 for k in ("OBCLIP_CLOUD_TOKEN", "OBCLIP_CLOUD_URL", "OBCLIP_CLOUD_BASIC"):
                     os.environ.pop(k, None)
                 # warm both workers (model load) with one run each, straight to the worker
-                for w in workers:
-                    asyncio.run(many_clients(w.url, mini_plans(1, 1, seed_base=10**6), request_timeout=120,
-                                             total_timeout=1800))
-                lb_s, lb_results = through(lb.url, bob_lb, mini_plans(args.clients, args.runs, seed_base=0))
+                warm = [asyncio.run(many_clients(w.url, mini_plans(1, 1, 10**6, args.steps), request_timeout=120,
+                                                 total_timeout=1800))[0][0] for w in workers]
+                warm_errors = [str(r)[:200] for r in warm if isinstance(r, Exception)]
+                if warm_errors:
+                    raise RuntimeError(f"warm-up failed: {warm_errors}")
+                before = [len(w.get("/history")) for w in workers]
+                lb_s, lb_results = through(lb.url, bob_lb, mini_plans(args.clients, args.runs, 0, args.steps))
                 deadline = time.monotonic() + 30  # a run's history entry lands just after its client returns
                 while True:
-                    served = [len(w.get("/history")) - 1 for w in workers]
+                    served = [len(w.get("/history")) - b for w, b in zip(workers, before)]
                     if sum(served) >= args.clients * args.runs or time.monotonic() > deadline:
                         break
                     time.sleep(0.2)
                 one_s, one_results = through(workers[0].url, bob_w0,
-                                             mini_plans(args.clients, args.runs, seed_base=10**5))
+                                             mini_plans(args.clients, args.runs, 10**5, args.steps))
         finally:
             for w in workers:
                 w.stop()
-    lb_ok, lb_lost, lb_err = check(mini_plans(args.clients, args.runs, 0), lb_results)
-    one_ok, one_lost, one_err = check(mini_plans(args.clients, args.runs, 10**5), one_results)
+    lb_ok, lb_lost, lb_err = check(mini_plans(args.clients, args.runs, 0, args.steps), lb_results)
+    one_ok, one_lost, one_err = check(mini_plans(args.clients, args.runs, 10**5, args.steps), one_results)
     total = args.clients * args.runs
     return {
         "ok": lb_lost == 0 and one_lost == 0,
@@ -114,5 +118,6 @@ def run(argv: list[str]) -> dict:
                           "runs_per_s": round(one_ok / one_s, 3), "errors": one_err[:5]},
         "speedup": round((lb_ok / lb_s) / (one_ok / one_s), 2) if one_ok and lb_ok else None,
         "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
-        "request": {"N": "2..4", "size": "64x64", "steps": 4, "cloud_steps": 2, "model": "obclip-mini-cloud"},
+        "request": {"N": "2..4", "size": "64x64", "steps": args.steps, "cloud_steps": max(1, args.steps // 2),
+                    "model": "obclip-mini-cloud"},
     }

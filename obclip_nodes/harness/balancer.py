@@ -119,7 +119,7 @@ async def many_clients(url: str, requests_by_client: list[list], **settings) -> 
     return list(await asyncio.gather(*(one(r) for r in requests_by_client)))
 
 
-def mini_plans(clients: int, runs: int, seed_base: int = 0) -> list[list]:
+def mini_plans(clients: int, runs: int, seed_base: int = 0, steps: int = 4) -> list[list]:
     """Distinct small requests on the demo's mini-world cloud model (fast on a CPU), N from 2 to 4:
     clients x runs CloudRequests. Needs OBCLIP_MINIWORLD=1 on the workers (the lab default)."""
     from ..miniworld.arch import checkpoint_name
@@ -129,4 +129,4 @@ def mini_plans(clients: int, runs: int, seed_base: int = 0) -> list[list]:
     return [[CloudRequest(candidates=tuple(portraits[(97 * c + 13 * r + 7 * i) % len(portraits)]
                                            for i in range(2 + (c % 3))),
                           checkpoint=checkpoint_name("cloud"), seed=seed_base + 1000 * c + r, width=64, height=64,
-                          steps=4, cloud_steps=2) for r in range(runs)] for c in range(clients)]
+                          steps=steps, cloud_steps=max(1, steps // 2)) for r in range(runs)] for c in range(clients)]

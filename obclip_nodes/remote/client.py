@@ -96,7 +96,7 @@ class RemoteSettings:
 class CloudResult:
     payload: LatentPayload
     prompt_id: str
-    sent_digest: str              # sha256 of the graph posted, ids excluded: equal for every real candidate
+    sent_digest: str              # sha256 of the graph posted, random ids and key excluded: equal for every real candidate
     bytes_sent: int
     bytes_received: int
     timings: dict = field(default_factory=dict)
@@ -386,7 +386,8 @@ class CloudClient:
             if ws is not None:
                 await ws.close()
         timings["total_s"] = time.monotonic() - t0
-        return CloudResult(payload=payload, prompt_id=prompt_id, sent_digest=graph_digest(graph),
+        public = build_server_prompt(req) if mode == "pack" else graph  # without the random result key
+        return CloudResult(payload=payload, prompt_id=prompt_id, sent_digest=graph_digest(public),
                            bytes_sent=self.bytes_sent, bytes_received=self.bytes_received, timings=timings,
                            server=ep.base, mode=mode, reconnects=run.reconnects)
 

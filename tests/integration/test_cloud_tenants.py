@@ -405,7 +405,7 @@ def device(tmp_path_factory, cloud):
         yield srv
 
 
-def test_token_capture_through_the_probe_route_fails(device, cloud):
+def test_token_capture_through_the_probe_route_fails(device, cloud, ckpt):
     grabber = Listener().start_in_thread()
     try:
         status, answer = call(device.url, "GET", f"/obclip/probe?url={grabber.url}")
@@ -418,7 +418,7 @@ def test_token_capture_through_the_probe_route_fails(device, cloud):
     s = answer["servers"][0]
     assert status == 200 and s["reachable"] and "error" not in s, s
     assert s["pack"] is True and s["mode"] == "pack" and s["auth"] == "environment"
-    assert "obclip-smoke-sd15-cloud.safetensors" in s["checkpoints"]
+    assert ckpt.name in s["checkpoints"]
     # through a local reverse proxy (it adds X-Forwarded-For), or from another site's page: refused
     assert call(device.url, "GET", f"/obclip/probe?url={cloud.url}", headers={"X-Forwarded-For": "10.1.2.3"})[0] == 403
     assert call(device.url, "GET", f"/obclip/probe?url={cloud.url}", headers={"Origin": "http://evil.example"})[0] == 403

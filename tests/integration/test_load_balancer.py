@@ -27,7 +27,8 @@ def test_two_workers_behind_haproxy_every_result_arrives(tmp_path, monkeypatch):
             with urllib.request.urlopen(r, timeout=timeout) as resp:
                 return json.loads(resp.read() or b"{}")
 
-    env = {"OBCLIP_SERVER_TENANTS_FILE": str(tenants), "OBCLIP_MINIWORLD": "1"}
+    # one CPU thread per worker (one GPU per worker in production); two workers share this machine
+    env = {"OBCLIP_SERVER_TENANTS_FILE": str(tenants), "OBCLIP_MINIWORLD": "1", "OMP_NUM_THREADS": "1"}
     workers = [Worker(f"w{i}", prepare_base(tmp_path / f"w{i}"), env=env) for i in range(2)]
     try:
         for w in workers:
