@@ -57,20 +57,8 @@ def _one(name: str, work: Path, comfy_root: Path) -> dict:
     for key in ("unet_rel_diff", "text_encoder_rel_diff", "vae_rel_diff"):
         row[key] = max(node[key], conv[key])
     row["equal_within_1e-4"] = all(row[k] <= TOL for k in ("unet_rel_diff", "text_encoder_rel_diff", "vae_rel_diff"))
-    row["params_match_card"] = _card_matches(spec["params_card"], row["params"])
+    row["params_match_card"] = test_models.card_matches(name, row["params"])
     return row
-
-
-def _card_matches(card: dict, params: int) -> bool:
-    import re
-    if "unet" in card:
-        return params == card["unet"]
-    number, unit = re.fullmatch(r"([\d.]+)([MB])", card["unet_rounded"]).groups()
-    scale = 1e9 if unit == "B" else 1e6
-    if "tolerance" in card:
-        return abs(params / (float(number) * scale) - 1) <= card["tolerance"]
-    decimals = len(number.split(".")[1]) if "." in number else 0
-    return round(params / scale, decimals) == float(number)
 
 
 def _save(rows: list[dict], path: Path | None) -> None:

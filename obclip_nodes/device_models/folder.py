@@ -46,8 +46,7 @@ def _read_json(path: Path, what: str) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise DeviceModelError(f"{path.parent} is not a diffusers model folder: {what} is missing "
-                               f"(expected {path.name}). The loader takes a folder as published on the "
+        raise DeviceModelError(f"{path.parent} is not a diffusers model folder: {what} is missing. The loader takes a folder as published on the "
                                f"Hugging Face Hub, with model_index.json, unet/, text_encoder/ and vae/.") from None
     except json.JSONDecodeError as e:
         raise DeviceModelError(f"{path} is not valid JSON ({e}); re-download the model folder") from None
@@ -83,8 +82,9 @@ def inspect(path: str | Path) -> FolderInfo:
         raise DeviceModelError(
             f"{root.name}: an SD2.x-family model (cross_attention_dim 1024, OpenCLIP ViT-H text encoder"
             f"{', v-prediction' if _prediction(root) == 'v_prediction' else ''}), such as the BK-SDM-v2 models "
-            f"built on SD2.1. Its text encoder and noise schedule differ from the SD1.x and SDXL families, so the "
-            f"pack cannot pair it with an SD1.5 or SDXL cloud. Pick an SD1.x device (BK-SDM-Small, BK-SDM-Tiny, "
+            f"built on SD2.1. Its UNet is conditioned on a different text encoder than SD1.x (CLIP ViT-L, 768) "
+            f"and SDXL (CLIP ViT-L + OpenCLIP bigG, 2048), so the pack cannot pair it with an SD1.5 or SDXL cloud "
+            f"or load it as either. Pick an SD1.x device (BK-SDM-Small, BK-SDM-Tiny, "
             f"small-sd, tiny-sd) or an SDXL device (KOALA-700M, SSD-1B, Segmind-Vega).")
     else:
         raise DeviceModelError(f"{root.name}: UNet with cross_attention_dim={ctx!r} and addition_embed_type="

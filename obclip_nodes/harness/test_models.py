@@ -46,6 +46,25 @@ def spec(name: str) -> dict:
     return json.loads(path.read_text())
 
 
+def card_matches(name: str, params: int) -> bool:
+    """The UNet parameter count against the model card, at the card's own precision.
+
+    Cards print counts truncated (KOALA-700M: 782,822,724 -> "782M") or rounded ("0.58B"); either reading
+    of our count must give the card's figure. A card that is looser than that says so in its data file
+    ("tolerance", with the reason)."""
+    import re
+    card = spec(name)["params_card"]
+    if "unet" in card:
+        return params == card["unet"]
+    number, unit = re.fullmatch(r"([\d.]+)([MB])", card["unet_rounded"]).groups()
+    scale = 1e9 if unit == "B" else 1e6
+    if "tolerance" in card:
+        return abs(params / (float(number) * scale) - 1) <= card["tolerance"]
+    decimals = len(number.split(".")[1]) if "." in number else 0
+    value = params / scale
+    return float(number) in (round(value, decimals), math.floor(value * 10 ** decimals) / 10 ** decimals)
+
+
 def component_config(ref: str) -> dict:
     return json.loads((CONFIGS / ref).read_text())["config"]
 

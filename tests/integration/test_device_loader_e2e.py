@@ -128,8 +128,10 @@ def test_hybrid_with_a_published_device_folder_equals_diffusers(servers, comfy_r
     print(json.dumps({"rows_fetched": report["rows_fetched"], "candidates": len(candidates), "final_vs_diffusers_max_abs": diff,
                       "rel": diff / scale, "vs_other_candidate_rel": (final - want_other).abs().max().item() / scale}))
     assert scale > 0.1
-    assert diff <= 1e-3 * scale, (diff, scale)
-    assert (final - want_other).abs().max() > 1e-2 * scale  # the comparison can tell candidates apart
+    # measured here: 2.0e-6 relative for the real prompt; 2.3e-3 for another candidate's prompt from the same
+    # point (random weights barely respond to text over 3 steps), so the tolerance sits between the two
+    assert diff <= 1e-4 * scale, (diff, scale)
+    assert (final - want_other).abs().max() > 1e-3 * scale  # the comparison can tell candidates apart
 
 
 def test_loader_refusals_reach_the_user_through_the_api(servers, tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import json
-import re
 import shutil
 
 import pytest
@@ -28,18 +27,6 @@ TOL = 1e-4
 CI_MODELS = ("bk-sdm-small", "bk-sdm-tiny", "bk-sdm-base")
 
 
-def card_matches(name: str, params: int) -> bool:
-    card = test_models.spec(name)["params_card"]
-    if "unet" in card:
-        return params == card["unet"]
-    number, unit = re.fullmatch(r"([\d.]+)([MB])", card["unet_rounded"]).groups()
-    scale = 1e9 if unit == "B" else 1e6
-    if "tolerance" in card:  # a card that rounds loosely says so in the data file, with the reason
-        return abs(params / (float(number) * scale) - 1) <= card["tolerance"]
-    decimals = len(number.split(".")[1]) if "." in number else 0
-    return round(params / scale, decimals) == float(number)
-
-
 @pytest.mark.parametrize("name", CI_MODELS)
 def test_node_path_equals_diffusers_and_transformers(comfy_root, name):
     src = test_models.ensure_diffusers(name)
@@ -47,7 +34,7 @@ def test_node_path_equals_diffusers_and_transformers(comfy_root, name):
     assert loaded.detected_as == "SD15"
     r = equality.compare(loaded.model, loaded.clip, loaded.vae, src, "sd1")
     assert r["unet_rel_diff"] <= TOL and r["text_encoder_rel_diff"] <= TOL and r["vae_rel_diff"] <= TOL, r
-    assert card_matches(name, r["params"]), (name, r["params"], test_models.spec(name)["params_card"])
+    assert test_models.card_matches(name, r["params"]), (name, r["params"], test_models.spec(name)["params_card"])
     del loaded
     gc.collect()
 
