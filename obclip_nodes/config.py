@@ -9,6 +9,7 @@ Secrets (tokens, passwords) are read here too, but their values never appear in 
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,17 +73,28 @@ class Setting:
 # name -> Setting. The single list of what the pack reads from the environment.
 SETTINGS: dict[str, Setting] = {s.env[len(PREFIX):].lower(): s for s in (
     # device (client) side
-    Setting("OBCLIP_CLOUD_TOKEN", _text, "", "bearer token for the cloud (scoped: see remote/endpoints.py)", True),
-    Setting("OBCLIP_CLOUD_BASIC", _text, "", "user:password for the cloud (scoped like the token)", True),
+    Setting("OBCLIP_CLOUD_TOKEN", _text, "", "bearer token for the cloud(s) in OBCLIP_CLOUD_URL only", True),
+    Setting("OBCLIP_CLOUD_BASIC", _text, "", "user:password for the cloud(s) in OBCLIP_CLOUD_URL only", True),
+    Setting("OBCLIP_CLOUD_URL", _text, "", "the cloud URL(s) OBCLIP_CLOUD_TOKEN / OBCLIP_CLOUD_BASIC are for"),
+    Setting("OBCLIP_CLOUD_ALLOW_HTTP", _flag, False,
+            "send credentials over plain http to a non-loopback host (1); default: https only"),
     Setting("OBCLIP_CLOUD_CA_FILE", _text, "", "PEM bundle to trust for https/wss clouds"),
     Setting("OBCLIP_SECRETS_FILE", _text, "", "per-server secrets file (default ~/.config/obclip/secrets.json)"),
     Setting("OBCLIP_STOCK_FALLBACK", _flag, True, "use stock nodes on a cloud without the pack (1) or fail (0)"),
     Setting("OBCLIP_STOCK_FAMILY", _family, "SD15", "the cloud model's family in stock mode: SD15 or SDXL"),
     Setting("OBCLIP_PROBE_FROM_ANY_HOST", _flag, False, "let non-loopback browsers use the connection probe"),
+    Setting("OBCLIP_LEXICON_DIR", _text, "", "folder of extra JSON lexicons the browser preview may name"),
     # cloud (server) side
     Setting("OBCLIP_SERVER_TOKEN", _text, "", "bearer token every request to this cloud must carry", True),
     Setting("OBCLIP_SERVER_TOKEN_FILE", _text, "", "file holding the server token"),
+    Setting("OBCLIP_SERVER_TENANTS_FILE", _text, "",
+            'JSON file {"operator": token, "clients": {name: token}}: several tenants on one cloud'),
     Setting("OBCLIP_SERVER_MAX_CANDIDATES", _positive_int, 256, "most candidates one request may carry"),
+    Setting("OBCLIP_SERVER_MAX_STEPS", _positive_int, 150, "most denoising steps (T) one request may ask for"),
+    Setting("OBCLIP_SERVER_MAX_PIXELS", _positive_int, 1024 * 1024, "largest width*height one request may ask for"),
+    Setting("OBCLIP_SERVER_MAX_PROMPT_CHARS", _positive_int, 2000,
+            "longest candidate or negative prompt, in characters"),
+    Setting("OBCLIP_SERVER_MAX_BODY_KB", _positive_int, 4096, "largest JSON request body, KiB"),
     Setting("OBCLIP_SERVER_RESULT_TTL_S", _positive_float, 600.0, "seconds an unfetched result is kept"),
     Setting("OBCLIP_SERVER_RESULT_MAX_MB", _positive_float, 2048.0, "memory the result store may hold, MiB"),
     # lab
@@ -94,6 +106,7 @@ SETTINGS: dict[str, Setting] = {s.env[len(PREFIX):].lower(): s for s in (
 class Settings:
     values: dict = field(default_factory=dict)
     problems: dict = field(default_factory=dict)   # name -> message, for values that did not parse
+    given: frozenset = frozenset()                 # names set in the environment (not defaulted)
 
     def __getattr__(self, name: str):
         try:
@@ -128,6 +141,50 @@ class Settings:
         return token
 
 
+    def server_tenants(self) -> dict:
+        """token -> (role, name) for every credential the cloud accepts; {} when auth is off.
+
+        Roles: "operator" (everything ComfyUI serves) and "client" (the ObCLIP request routes, its own
+        prompts only). OBCLIP_SERVER_TOKEN(_FILE) is the operator token; OBCLIP_SERVER_TENANTS_FILE adds
+        client tokens (and may hold the operator token instead)."""
+        out: dict = {}
+        operator = self.server_token()
+        path = self.values["server_tenants_file"]
+        if path:
+            env = "OBCLIP_SERVER_TENANTS_FILE"
+            try:
+                data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+            except OSError as e:
+                raise ConfigError(f"{env}={path} cannot be read ({e.strerror}); point it at the tenants file") \
+                    from None
+            except ValueError as e:
+                raise ConfigError(f"{env}={path} is not valid JSON ({e}); write "
+                                  '{"operator": "<token>", "clients": {"<name>": "<token>"}}') from None
+            clients = data.get("clients") if isinstance(data, dict) else None
+            if not isinstance(clients, dict) or not clients:
+                raise ConfigError(f'{env}={path} needs a "clients" object of name -> token')
+            if data.get("operator"):
+                if operator:
+                    raise ConfigError(f"{env}={path} has an operator token and OBCLIP_SERVER_TOKEN(_FILE) is "
+                                      "set too; keep one")
+                operator = data["operator"]
+            for name, token in clients.items():
+                if name in ("operator", "anonymous") or not str(name).strip():
+                    raise ConfigError(f"{env}: {name!r} is not a usable client name; pick another")
+                if not isinstance(token, str) or len(token.strip()) < 16:
+                    raise ConfigError(f"{env}: the token of client {name!r} must be text of 16 characters or "
+                                      "more (e.g. openssl rand -hex 32)")
+                if token.strip() in out or token.strip() == operator:
+                    raise ConfigError(f"{env}: client {name!r} shares its token with another tenant; give "
+                                      "every tenant its own")
+                out[token.strip()] = ("client", str(name))
+        if operator:
+            if not isinstance(operator, str) or not operator.strip():
+                raise ConfigError("the operator token must be non-empty text")
+            out[operator.strip()] = ("operator", "operator")
+        return out
+
+
 def settings(environ=None) -> Settings:
     """Read every OBCLIP_* variable now (cheap; call it where the value is used, not at import)."""
     env = os.environ if environ is None else environ
@@ -143,7 +200,8 @@ def settings(environ=None) -> Settings:
             values[name] = s.default
             shown = "(hidden)" if s.secret else repr(raw)
             problems[name] = f"{s.env}={shown} is not valid: {e} ({s.doc})"
-    return Settings(values, problems)
+    given = frozenset(name for name, s in SETTINGS.items() if s.env in env)
+    return Settings(values, problems, given)
 
 
 def unknown_variables(environ=None) -> list[str]:

@@ -134,6 +134,12 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
   { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; } \
     && say "chromium installed" || say "WARNING: could not install Debian's chromium; tests/browser will fail"
 fi
+# Debian's haproxy: the load balancer in front of two cloud workers (tests/integration/test_load_balancer.py,
+# bench balancer). Installed the same way; never started as a service, the tests start and stop their own.
+if ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ] && command -v apt-get >/dev/null; then
+  { apt-get install -y -q haproxy >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q haproxy >/dev/null 2>&1; }; } \
+    && say "haproxy installed" || say "WARNING: could not install Debian's haproxy; the load-balancer test will fail"
+fi
 [ "$(cat "$VENV/.comfyui-dir" 2>/dev/null)" = "$TREE" ] || echo "$TREE" > "$VENV/.comfyui-dir"
 "$VENV/bin/python" -c "import torch, torchvision, aiohttp, safetensors, requests, pytest" \
   || die "the venv $VENV is broken; delete it and re-run"

@@ -53,6 +53,13 @@ phase() {  # label python tree pytest-args...
 if [ ${#paths[@]} -gt 0 ]; then
   for i in "${!names[@]}"; do phase "ComfyUI ${names[$i]}" "${pys[$i]}" "${trees[$i]}" "${paths[@]}" "${opts[@]}"; done
 else
+  t0=$SECONDS
+  if "${pys[0]}" -m ruff check . >"$LOGS/lint.log" 2>&1; then
+    summary+=("$(printf '%-34s %s  [%ss wall]' "lint (ruff check .)" "clean" $((SECONDS - t0)))")
+  else
+    cat "$LOGS/lint.log"; failed=1
+    summary+=("$(printf '%-34s %s' "lint (ruff check .)" "FAILED: see above")")
+  fi
   phase "unit (no ComfyUI, run once)" "${pys[0]}" "${trees[0]}" tests/unit "${opts[@]}"
   for i in "${!names[@]}"; do
     phase "ComfyUI ${names[$i]} (${trees[$i]##*/})" "${pys[$i]}" "${trees[$i]}" tests/integration tests/browser "${opts[@]}"

@@ -1,7 +1,9 @@
 // ObCLIP node pack, browser side.
 // - every ObCLIP node: its status text (candidates, what the cloud learns, bytes fetched) on the node, and its
 //   privacy role as a colour (green: keeps private data; amber: sends public data only; blue: runs on the cloud)
-// - Candidate Expander: a privacy badge above the node (protected attribute types, N, leak warnings), live
+// - Candidate Expander: a privacy badge above the node in one of three states -- protected (green; amber with
+//   leak warnings), refused (slate: nothing is sent) or explicitly allowed (red: lists the words the server
+//   reads) -- with the protected attribute types, N and leak warnings, live
 //   while the prompt is typed (POST /obclip/expand on THIS ComfyUI; the text goes nowhere else) and
 //   replaced by the executed node's own report after a run
 // - Cloud Partial Sampler: a "test connection" button (GET /obclip/probe on THIS ComfyUI, which asks the cloud
@@ -15,7 +17,8 @@ const CLOUD = "ObCLIPCloudPartialSampler";
 const CLIENT_PRIVATE = new Set([EXPANDER, "ObCLIPLatentSelector", "ObCLIPDeviceFinisher"]);
 const TALKS_TO_CLOUD = new Set([CLOUD, "ObCLIPCacheAccelerator"]);
 const RUNS_ON_CLOUD = new Set(["ObCLIPServerSampler", "ObCLIPServerReturn"]);
-const BADGE_COLOURS = { ok: "#2e7d32", warn: "#b26a00", bad: "#b71c1c", busy: "#455a64" };
+// protected: green (amber with leak warnings); refused: slate, nothing is sent; allowed: RED, words leak
+const BADGE_COLOURS = { ok: "#2e7d32", warn: "#b26a00", refused: "#37474f", allowed: "#d50000", busy: "#455a64" };
 
 function noSerialize(w) {
   w.serialize = false;
@@ -32,23 +35,38 @@ function showText(node, text) {
 }
 
 // ---------------------------------------------------------------- privacy badge (Candidate Expander)
-export function badgeFrom({ n, attributes, leak_warnings, error }) {
-  if (error) return { level: "bad", text: `✖ ${error}` };
+export function badgeFrom({ n, attributes, leak_warnings, error, outcome, unprotected }) {
+  // three outcomes: protected / refused / explicitly allowed (red)
+  const words = (unprotected || []).map((u) => `${u.word} (${u.type})`).join(", ");
+  if (error || outcome === "refused") {
+    const first = String(error || "").split("\n")[0].replace(/^refused: /, "");
+    return { level: "refused", outcome: "refused",
+             text: `✖ REFUSED · nothing is sent · ${words ? "unprotected: " + words : first}` };
+  }
   const warnings = leak_warnings?.length || 0;
   const attrs = attributes?.length ? attributes.join(", ") : "none";
-  let text = `🔒 protects: ${attrs} · N = ${n}`;
-  if (n <= 1) text += " · nothing hidden: the cloud sees your prompt";
+  if (outcome === "allowed") {
+    return { level: "allowed", outcome: "allowed", warnings: leak_warnings || [],
+             text: `⚠ UNPROTECTED (allowed) · server reads: ${words} · protects: ${attrs} · N = ${n}` };
+  }
+  let text = `✔ protected: ${attrs} · N = ${n}`;
+  if (n <= 1) text = "✔ protected · nothing sensitive found · N = 1";
   if (warnings) text += ` · ⚠ ${warnings} leak warning${warnings > 1 ? "s" : ""}`;
-  return { level: n <= 1 ? "bad" : warnings ? "warn" : "ok", text, warnings: leak_warnings || [] };
+  return { level: warnings ? "warn" : "ok", outcome: "protected", text, warnings: leak_warnings || [] };
 }
 
 function parseExpanderReport(text) {
-  // the first line of the node's ui text: "N = 4 candidates; attributes: age, gender"
+  // the node's ui text: "N = 4 candidates; attributes: age, gender" then "Outcome: ..."
   const m = /^N = (\d+) candidates; attributes: (.*)$/m.exec(text);
   if (!m) return null;
   const attributes = m[2] === "none" ? [] : m[2].split(",").map((s) => s.trim());
   const leak_warnings = [...text.matchAll(/^Leak warning: (.*)$/gm)].map((x) => x[1]);
-  return { n: Number(m[1]), attributes, leak_warnings };
+  const allowed = /^Outcome: ALLOWED UNPROTECTED -- these words reach the server as written: (.*)$/m.exec(text);
+  const unprotected = allowed ? allowed[1].split("; ").map((s) => {
+    const w = /^'(.*)' \((.*)\)$/.exec(s);
+    return w ? { word: w[1], type: w[2] } : { word: s, type: "?" };
+  }) : [];
+  return { n: Number(m[1]), attributes, leak_warnings, outcome: allowed ? "allowed" : "protected", unprotected };
 }
 
 function setBadge(node, badge) {
@@ -78,7 +96,7 @@ function watchPrompt(node) {
   // live preview: poll the widgets (works for the textarea DOM widget and for programmatic changes)
   let last = null, timer = null, seq = 0, attached = false;
   const read = () => Object.fromEntries(
-    ["prompt", "preset", "attributes", "max_candidates"].map((k) => [k, node.widgets?.find((w) => w.name === k)?.value]));
+    ["prompt", "preset", "attributes", "max_candidates", "allow_unprotected"].map((k) => [k, node.widgets?.find((w) => w.name === k)?.value]));
   const tick = () => {
     if (!node.graph) { if (attached) clearInterval(timer); return; }  // not yet added, or removed
     attached = true;
@@ -96,8 +114,13 @@ function watchPrompt(node) {
         const badge = badgeFrom(res);
         badge.source = "preview";
         setBadge(node, badge);
-        if (!res.error) {
+        if (res.error) {
+          showText(node, `REFUSED (preview): nothing will be sent.\n${res.error}`);
+        } else {
           showText(node, [`N = ${res.n} candidates (preview, computed on this machine)`,
+                          `Outcome: ${res.outcome === "allowed" ? "ALLOWED UNPROTECTED: " +
+                            res.unprotected.map((u) => `'${u.word}' (${u.type})`).join("; ") : "protected"}`,
+                          ...(res.normalisations || []).map((x) => `Normalised: ${x}`),
                           ...res.candidates.slice(0, 8).map((c, i) => `  ${i}: ${c}`),
                           ...(res.candidates.length > 8 ? [`  … ${res.candidates.length - 8} more`] : []),
                           ...res.leak_warnings.map((w) => `Leak warning: ${w}`)].join("\n"));

@@ -37,9 +37,15 @@ def cloud_view(cloud: ComfyServer) -> list[dict]:
 
 
 def view_digest(view: list[dict]) -> str:
-    # client_id is a random uuid drawn per run and create_time the server's clock: not part of the view
-    canon = [{"prompt": v["prompt"], "extra_data": {k: x for k, x in v["extra_data"].items()
-                                                    if k not in ("client_id", "create_time")}}
+    # client_id is a random uuid drawn per run, the result key's hash a random value drawn per request,
+    # and create_time the server's clock: not part of the view
+    from ..protocol.request import RESULT_KEY_INPUT
+
+    def masked(prompt: dict) -> dict:
+        return {nid: {**n, "inputs": {k: ("<random>" if k == RESULT_KEY_INPUT else x)
+                                      for k, x in n.get("inputs", {}).items()}} for nid, n in prompt.items()}
+    canon = [{"prompt": masked(v["prompt"]), "extra_data": {k: x for k, x in v["extra_data"].items()
+                                                            if k not in ("client_id", "create_time")}}
              for v in view]
     return hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

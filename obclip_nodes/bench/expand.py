@@ -63,7 +63,7 @@ DEFAULT_PROMPTS = [
     "a bride and groom dancing at their wedding, golden hour",
     "a mother holding her baby, soft window light",
     "two women laughing on a park bench",
-    "Mr. Smith in his study surrounded by old books",
+    "a gentleman in his study surrounded by old books",
     "a queen on her throne, oil painting, baroque",
     "an old fisherman repairing his nets at dawn",
     "a young African woman with braided hair, portrait, (masterpiece:1.2)",

@@ -52,6 +52,7 @@ def run(argv: list[str]) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="obclip-bench-protocol-") as tmp:
         with TokenServer("cloud", prepare_base(Path(tmp), [cloud_ckpt]), env={"OBCLIP_SERVER_TOKEN": token}) as srv:
+            os.environ["OBCLIP_CLOUD_URL"] = srv.url  # the token is scoped to this cloud
             settings = RemoteSettings(srv.url, request_timeout=60, total_timeout=1800)
             t0 = time.monotonic()
             first = asyncio.run(CloudClient(settings).run(req))

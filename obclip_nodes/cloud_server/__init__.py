@@ -1,38 +1,48 @@
 """The cloud's server side: what the pack adds to a ComfyUI that serves as a cloud.
 
 Installed by the pack's node registration when it runs inside a ComfyUI server; plain imports (tests,
-scripts, the device's in-process graphs) install nothing. One module a concern: auth.py, limits.py,
-results.py.
+scripts, the device's in-process graphs) install nothing. One module a concern: auth.py (who asks),
+tenants.py (who owns what, what each role sees), limits.py (what a request may ask for),
+results.py (results bound to their requester). docs/deploy-cloud.md is the operator's view.
 
-* **Token auth** (only when ``OBCLIP_SERVER_TOKEN`` or ``OBCLIP_SERVER_TOKEN_FILE`` is set): every
-  request, API, WebSocket and static files alike, must carry ``Authorization: Bearer <token>``;
-  anything else gets 401 (no header) or 403 (wrong token). ComfyUI itself has no authentication.
-* **Candidate limit** (``OBCLIP_SERVER_MAX_CANDIDATES``): a POST /prompt whose ObCLIP Server Sampler
-  carries more candidates is refused with 400 and a ComfyUI-shaped error naming the limit.
-* **Result store**: the Server Return node leaves the latent bytes here (memory only, never disk,
-  never /history); the client fetches them once with ``GET /obclip/result/{prompt_id}`` (binary, no
-  base64) and deletes them. Unfetched results expire after ``OBCLIP_SERVER_RESULT_TTL_S`` (600 s);
-  at most ``OBCLIP_SERVER_RESULT_MAX_MB`` (2048) are held, oldest dropped first.
+* **Auth** (when ``OBCLIP_SERVER_TOKEN(_FILE)`` or ``OBCLIP_SERVER_TENANTS_FILE`` is set): every request,
+  API, WebSocket and static files alike, must carry ``Authorization: Bearer <token>``; 401 without,
+  403 with an unknown token. The operator token reaches everything; a client token only the routes
+  in tenants.CLIENT_ROUTES, and only its own prompts there.
+* **Submit-time checks** (every role): strict JSON bodies (UTF-8, no NaN, bounded nesting and size),
+  a prompt id is accepted once, ObCLIP requests within the operator's limits; a client may submit
+  only the ObCLIP request graph. Refusals are 400 (413 for size) with a ComfyUI-shaped error.
+* **Result store**: the Server Return node leaves the latent bytes here (memory only), bound to the
+  hash of the request's secret key; ``GET /obclip/result/{prompt_id}`` with the secret hands them out
+  once and deletes them; ``DELETE`` with the secret drops them (or drops them on arrival).
 
 ComfyUI imports custom nodes after ``PromptServer.__init__`` builds the aiohttp app and before the
 app starts (and freezes its middleware list), so appending a middleware at import time works; the
-tests check it on a real server. If it ever cannot be installed while a token is configured, the
+tests check it on a real server. If it ever cannot be installed while auth is configured, the
 import fails loudly (fail closed) instead of serving without auth.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
 from .. import config
 from ..protocol import routes
-from ..protocol.request import PACK_INFO
-from .auth import check_authorization
-from .limits import count_candidates
+from ..protocol.errors import ProtocolError
+from ..protocol.request import PACK_INFO, parse_server_prompt, sampler_requests
+from .auth import ANONYMOUS, Principal, identify
+from .limits import BadRequest, Limits, parse_json_body
 from .results import ResultStore
+from .tenants import ID_RE, Tenancy, api_path, client_may_call
 
 log = logging.getLogger("obclip")
 _store: ResultStore | None = None
+_tenancy = Tenancy()
+_installed = False
+# POST routes whose body is JSON, checked strictly before any handler parses it.
+JSON_POSTS = {"/prompt", "/queue", "/interrupt", "/history", "/free", routes.EXPAND}
+EMPTY_OK = {"/interrupt", "/free"}
 
 
 def result_store() -> ResultStore:
@@ -44,15 +54,25 @@ def result_store() -> ResultStore:
     return _store
 
 
-def store_result(prompt_id: str | None, raw: bytes) -> bool:
-    """Called by the Server Return node. False when no server route serves the store (local graph)."""
-    if not (_installed and prompt_id):
+def store_result(prompt_id: str | None, raw: bytes, key_sha256: str) -> bool:
+    """Called by the Server Return node. False when no server route serves the store (local graph) or
+    the request carries no result key (nothing is kept that nobody could fetch)."""
+    if not (_installed and prompt_id and key_sha256):
         return False
-    result_store().put(prompt_id, raw)
+    result_store().put(prompt_id, raw, key_sha256, _tenancy.owner(prompt_id))
     return True
 
 
-_installed = False
+def serving() -> bool:
+    """True inside a ComfyUI server where the result routes are installed."""
+    return _installed
+
+
+def _error(status: int, kind: str, message: str, extra=None, headers=None):
+    from aiohttp import web
+    return web.json_response({"error": {"type": kind, "message": f"ObCLIP server: {message}", "details": "",
+                                         "extra_info": extra or {}}, "node_errors": {}}, status=status,
+                             headers=headers)
 
 
 def _refuse_all(message: str):
@@ -60,52 +80,144 @@ def _refuse_all(message: str):
 
     @web.middleware
     async def obclip_misconfigured(request, handler):
-        return web.json_response({"error": {"type": "obclip_misconfigured", "message": f"ObCLIP server: {message}",
-                                            "details": "", "extra_info": {}}, "node_errors": {}}, status=503)
+        return _error(503, "obclip_misconfigured", message)
     return obclip_misconfigured
 
 
-def make_middlewares(token: str | None, max_candidates: int | None) -> list:
+def _check_prompt_post(who: Principal, body: dict, limits: Limits, tenancy: Tenancy) -> str | None:
+    """Submit-time checks of POST /prompt; -> the prompt id to claim (None: ComfyUI draws one)."""
+    graph, pid, cid = body.get("prompt"), body.get("prompt_id"), body.get("client_id")
+    if not isinstance(graph, dict):
+        raise BadRequest('send {"prompt": {...API graph...}}: the prompt is missing or not an object')
+    for node_id, node in graph.items():
+        if not (isinstance(node, dict) and isinstance(node.get("class_type"), str)
+                and isinstance(node.get("inputs", {}), dict)):
+            raise BadRequest(f"node {str(node_id)[:40]!r} must be an object with a class_type and an inputs object")
+    if who.is_client:
+        extra = sorted(set(body) - {"prompt", "prompt_id", "client_id"})
+        if extra:
+            raise BadRequest(f"a client may send only prompt, prompt_id and client_id; remove {extra}")
+        if not (isinstance(pid, str) and ID_RE.fullmatch(pid)):
+            raise BadRequest("send a fresh random prompt_id (letters, digits, '-', at most 128)")
+        if not (isinstance(cid, str) and ID_RE.fullmatch(cid)):
+            raise BadRequest("send the client_id of your WebSocket (letters, digits, '-', at most 128)")
+        try:
+            req, _ = parse_server_prompt(graph)
+        except ProtocolError as e:
+            raise BadRequest(f"invalid ObCLIP request: {e}") from None
+        limits.check(req)
+    else:
+        if pid is not None and not (isinstance(pid, str) and ID_RE.fullmatch(pid)):
+            raise BadRequest("prompt_id must be letters, digits or '-', at most 128")
+        try:
+            for req in sampler_requests(graph):
+                limits.check(req)
+        except ProtocolError as e:
+            raise BadRequest(f"invalid ObCLIP request: {e}") from None
+    if isinstance(cid, str) and not tenancy.claim_socket(cid, who):
+        raise BadRequest("this client_id belongs to another tenant; use your own random id", "obclip_forbidden", 403)
+    if pid is not None and not tenancy.claim_prompt(pid, who.name):
+        raise BadRequest(f"prompt_id {pid} was already used on this server; every request needs a fresh random id",
+                         "obclip_duplicate_prompt_id")
+    return pid
+
+
+def make_gate(tenants: dict, limits: Limits, tenancy: Tenancy):
+    """One middleware: who asks, may they call this, is the body sane, and what may they see."""
     from aiohttp import web
 
     @web.middleware
-    async def obclip_token_auth(request, handler):
-        status = check_authorization(request.headers.get("Authorization"), token)
-        if status is not None:
-            log.warning("obclip: refused %s %s from %s (HTTP %d)", request.method, request.path,
-                        request.remote, status)
-            reason = "missing bearer token" if status == 401 else "wrong bearer token"
-            return web.json_response({"error": {"type": "unauthorized", "message": f"ObCLIP server: {reason}",
-                                                "details": "", "extra_info": {}}, "node_errors": {}},
-                                     status=status, headers={"WWW-Authenticate": 'Bearer realm="comfyui"'})
+    async def obclip_gate(request, handler):
+        who = ANONYMOUS
+        if tenants:
+            status, who = identify(request.headers.get("Authorization"), tenants)
+            if status is not None:
+                log.warning("obclip: refused %s %s from %s (HTTP %d)", request.method, request.path,
+                            request.remote, status)
+                reason = "missing bearer token" if status == 401 else "wrong bearer token"
+                return _error(status, "unauthorized", reason, headers={"WWW-Authenticate": 'Bearer realm="comfyui"'})
+        request["obclip_principal"] = who
+        method, path = request.method, api_path(request.path)
+        if who.is_client and not client_may_call(method, request.path):
+            log.warning("obclip: refused operator route %s %s to client %s", method, path, who.name)
+            return _error(403, "obclip_forbidden", f"{method} {path} is for the cloud's operator; a client token may "
+                                                   "use only the ObCLIP request routes")
+        try:
+            if method == "POST" and path in JSON_POSTS:
+                cap = limits.max_body_bytes
+                if cap and (request.content_length or 0) > cap:
+                    raise BadRequest(f"the request body is {request.content_length} bytes; this server accepts at "
+                                     f"most {cap}", "obclip_too_large", 413)
+                raw = await request.read()  # cached: the handler reads the same bytes
+                if cap and len(raw) > cap:
+                    raise BadRequest(f"the request body is over {cap} bytes", "obclip_too_large", 413)
+                body = parse_json_body(raw, empty_ok=path in EMPTY_OK)
+                if not isinstance(body, dict):
+                    raise BadRequest("the request body must be a JSON object")
+                if path == "/prompt":
+                    pid = _check_prompt_post(who, body, limits, tenancy)
+                    resp = await handler(request)
+                    if pid is None and resp.status == 200:  # ComfyUI drew the id: record its owner
+                        try:
+                            drawn = json.loads(resp.body).get("prompt_id")
+                        except (ValueError, TypeError, AttributeError):
+                            drawn = None
+                        if isinstance(drawn, str):
+                            tenancy.claim_prompt(drawn, who.name)
+                    return resp
+                if who.is_client and path == "/queue":
+                    if set(body) - {"delete"} or not isinstance(body.get("delete", []), list):
+                        raise BadRequest("a client may only delete its own prompts: send {\"delete\": [ids]}",
+                                         "obclip_forbidden", 403)
+                    if not all(tenancy.owns(who, pid) for pid in body.get("delete", [])):
+                        raise BadRequest("a client may delete only its own prompts", "obclip_forbidden", 403)
+                if who.is_client and path == "/interrupt" and not tenancy.owns(who, body.get("prompt_id")):
+                    raise BadRequest("a client may interrupt only its own prompt: send {\"prompt_id\": id}",
+                                     "obclip_forbidden", 403)
+            elif method == "GET" and (path in ("/history", "/queue") or path.startswith("/history/")):
+                for q in ("max_items", "offset"):
+                    if q in request.query and not request.query[q].lstrip("-").isdigit():
+                        raise BadRequest(f"{q} must be a whole number")
+                resp = await handler(request)
+                if not who.is_client or resp.status != 200:
+                    return resp
+                def only_own(body: bytes) -> bytes:  # a full history can be megabytes: off the event loop
+                    data = json.loads(body)
+                    data = tenancy.filter_queue(who, data) if path == "/queue" else tenancy.filter_history(who, data)
+                    return json.dumps(data).encode()
+                return web.Response(body=await asyncio.to_thread(only_own, resp.body), content_type="application/json")
+            elif method == "GET" and path == "/ws":
+                cid = request.query.get("clientId", "")
+                if who.is_client and not ID_RE.fullmatch(cid):
+                    raise BadRequest("a client must open the WebSocket with its own random clientId")
+                if cid and not tenancy.claim_socket(cid, who):
+                    raise BadRequest("this clientId belongs to another tenant; use your own random id",
+                                     "obclip_forbidden", 403)
+        except BadRequest as e:
+            log.info("obclip: %d %s %s (%s): %s", e.status, method, path, who.name, e)
+            return _error(e.status, e.kind, str(e), e.extra)
         return await handler(request)
 
-    @web.middleware
-    async def obclip_candidate_limit(request, handler):
-        if request.method == "POST" and request.path in ("/prompt", "/api/prompt"):
-            try:
-                body = json.loads(await request.read() or b"{}")  # read() is cached for the handler
-            except ValueError:
-                body = {}
-            n = count_candidates(body)
-            if n > max_candidates:
-                msg = (f"this server accepts at most {max_candidates} ObCLIP candidates per request, got {n}; "
-                       "restrict the attributes in the Candidate Expander")
-                return web.json_response({"error": {"type": "obclip_too_many_candidates", "message": msg,
-                                                    "details": "", "extra_info": {"max_candidates": max_candidates}},
-                                          "node_errors": {}}, status=400)
-        return await handler(request)
+    return obclip_gate
 
-    out = []
-    if token:
-        out.append(obclip_token_auth)
-    if max_candidates:
-        out.append(obclip_candidate_limit)
-    return out
+
+def _filter_broadcasts(srv, tenancy: Tenancy) -> None:
+    """ComfyUI sends a prompt's events to its client id, but broadcasts some (sid None) to every socket.
+    Deliver those only where the socket's tenant may see them. The seam: PromptServer.send(event, data,
+    sid) and PromptServer.sockets (client id -> socket), both stable since 2023; tested on a real server."""
+    original = srv.send
+
+    async def send(event, data, sid=None):
+        if sid is not None:
+            return await original(event, data, sid)
+        for client_id in list(srv.sockets):
+            if tenancy.may_receive(client_id, event, data):
+                await original(event, data, client_id)
+    srv.send = send
 
 
 def install() -> bool:
-    """Install auth, the candidate limit and the result route on the running PromptServer, if any."""
+    """Install the gate, the broadcast filter and the result routes on the running PromptServer, if any."""
     global _installed
     import sys
     srv = getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
@@ -113,10 +225,12 @@ def install() -> bool:
         return _installed  # not inside a ComfyUI server (plain tests, in-process graphs, scripts)
     from aiohttp import web
     try:
-        cfg = config.settings().require("server_token", "server_token_file", "server_max_candidates",
-                                        "server_result_ttl_s", "server_result_max_mb")
-        token = cfg.server_token()
-        limit = cfg.server_max_candidates
+        cfg = config.settings().require(
+            "server_token", "server_token_file", "server_tenants_file", "server_max_candidates", "server_max_steps",
+            "server_max_pixels", "server_max_prompt_chars", "server_max_body_kb", "server_result_ttl_s",
+            "server_result_max_mb")
+        tenants = cfg.server_tenants()
+        limits = Limits.from_settings(cfg, cloud=bool(tenants))
     except config.ConfigError as e:
         # ComfyUI keeps serving when a pack fails to import, so raising here would serve without the
         # auth the operator asked for. Refuse every request instead, naming the setting to fix.
@@ -124,11 +238,21 @@ def install() -> bool:
         log.error("obclip: server side NOT installed, every request is refused: %s", e)
         return False
     try:
-        for mw in make_middlewares(token, limit):
-            srv.app.middlewares.append(mw)
+        srv.app.middlewares.append(make_gate(tenants, limits, _tenancy))
     except RuntimeError as e:  # a frozen app: never serve without the auth the operator asked for
         raise RuntimeError(f"ObCLIP could not install its server middleware ({e}); refusing to load with "
                            "OBCLIP_SERVER_TOKEN set but not enforced") from None
+    _filter_broadcasts(srv, _tenancy)
+
+    def key_of(request) -> str:
+        secret = request.headers.get(routes.RESULT_KEY_HEADER, "")
+        if not secret:
+            raise BadRequest(f"present the request's secret result key in the {routes.RESULT_KEY_HEADER} header")
+        return secret
+
+    def tenant_of(request) -> str | None:
+        who = request.get("obclip_principal", ANONYMOUS)
+        return who.name if who.is_client else None
 
     @srv.routes.get(routes.INFO)
     async def get_info(request):
@@ -136,18 +260,27 @@ def install() -> bool:
 
     @srv.routes.get(routes.RESULT)
     async def get_result(request):
-        raw = result_store().get(request.match_info["prompt_id"])
+        try:
+            secret = key_of(request)
+        except BadRequest as e:
+            return _error(400, e.kind, str(e))
+        raw = result_store().take(request.match_info["prompt_id"], secret, tenant_of(request))
         if raw is None:
-            return web.json_response({"error": "no ObCLIP result for this prompt id (never produced, already "
-                                               "fetched, or expired)"}, status=404)
+            return _error(404, "obclip_no_result", "no ObCLIP result for this prompt id and key (never produced, "
+                                                   "already fetched, expired, or not yours)")
         return web.Response(body=raw, content_type="application/octet-stream")
 
     @srv.routes.delete(routes.RESULT)
     async def delete_result(request):
-        return web.json_response({"deleted": result_store().delete(request.match_info["prompt_id"])})
+        try:
+            secret = key_of(request)
+        except BadRequest as e:
+            return _error(400, e.kind, str(e))
+        return web.json_response({"deleted": result_store().discard(request.match_info["prompt_id"], secret,
+                                                                    tenant_of(request))})
 
     _installed = True
-    log.info("obclip: server side installed (token auth %s, candidate limit %s, result store)",
-             "on" if token else "off", limit or "none")
+    clients = sum(1 for role, _ in tenants.values() if role == "client")
+    log.info("obclip: server side installed (auth %s, %d client tenant(s), limits %s, result store)",
+             "on" if tenants else "off", clients, limits)
     return True
-

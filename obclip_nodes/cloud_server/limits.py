@@ -1,12 +1,99 @@
-"""What one request to the cloud may ask for."""
+"""What one request to the cloud may ask for, and what a request body may look like.
+
+Checked when the request is submitted (POST /prompt), before ComfyUI queues it: a refused request
+costs the cloud nothing. The defaults are sane for a shared GPU; the operator changes them with
+OBCLIP_SERVER_MAX_* (config.py).
+"""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
-from ..protocol.request import SERVER_SAMPLER
+from ..protocol.errors import ProtocolError
+from ..protocol.request import SERVER_SAMPLER, CloudRequest
+
+MAX_JSON_DEPTH = 64
 
 
-def count_candidates(body: dict) -> int:
+class BadRequest(ValueError):
+    """A request the server refuses; `kind` is the error type in the ComfyUI-shaped answer."""
+
+    def __init__(self, message: str, kind: str = "obclip_bad_request", status: int = 400, extra=None):
+        super().__init__(message)
+        self.kind, self.status, self.extra = kind, status, extra or {}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """None: no limit (a server of one's own, where the operator set none)."""
+    max_candidates: int | None = 256
+    max_steps: int | None = 150
+    max_pixels: int | None = 1024 * 1024
+    max_prompt_chars: int | None = 2000
+    max_body_bytes: int | None = 4096 * 1024
+
+    @classmethod
+    def from_settings(cls, cfg, cloud: bool = True) -> "Limits":
+        """On a cloud (auth on) every limit applies, defaults included. On a server without auth (a
+        user's own ComfyUI, where the pack may run local simulations) only the limits the operator set."""
+        def pick(name, scale=1):
+            return cfg.values[name] * scale if cloud or name in cfg.given else None
+        return cls(pick("server_max_candidates"), pick("server_max_steps"), pick("server_max_pixels"),
+                   pick("server_max_prompt_chars"), pick("server_max_body_kb", 1024))
+
+    def check(self, req: CloudRequest) -> None:
+        n = len(req.candidates)
+        if self.max_candidates and n > self.max_candidates:
+            raise BadRequest(f"this server accepts at most {self.max_candidates} ObCLIP candidates per request, "
+                             f"got {n}; restrict the attributes in the Candidate Expander",
+                             "obclip_too_many_candidates", extra={"max_candidates": self.max_candidates})
+        if self.max_steps and req.steps > self.max_steps:
+            raise BadRequest(f"this server runs at most {self.max_steps} steps per request, got steps={req.steps}; "
+                             "lower steps", "obclip_limit", extra={"max_steps": self.max_steps})
+        if self.max_pixels and req.width * req.height > self.max_pixels:
+            raise BadRequest(f"this server renders at most {self.max_pixels} pixels (width*height) per image, got "
+                             f"{req.width}x{req.height}={req.width * req.height}; lower width or height",
+                             "obclip_limit", extra={"max_pixels": self.max_pixels})
+        for what, text in [*(("a candidate", c) for c in req.candidates), ("the negative prompt", req.negative)]:
+            if self.max_prompt_chars and len(text) > self.max_prompt_chars:
+                raise BadRequest(f"{what} is {len(text)} characters; this server accepts at most "
+                                 f"{self.max_prompt_chars}; shorten the prompt", "obclip_limit",
+                                 extra={"max_prompt_chars": self.max_prompt_chars})
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON; send finite numbers")
+
+
+def parse_json_body(raw: bytes, *, empty_ok: bool = False):
+    """Strict JSON for the API routes: UTF-8, no NaN/Infinity, bounded nesting. BadRequest otherwise."""
+    if not raw.strip():
+        if empty_ok:
+            return {}
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"the request body is not UTF-8 (byte {e.start}); send UTF-8 JSON") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise BadRequest(f"the request body nests too deeply; at most {MAX_JSON_DEPTH} levels") from None
+    except ValueError as e:
+        raise BadRequest(f"the request body is not valid JSON: {e}") from None
+    stack = [(obj, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(f"the request body nests too deeply; at most {MAX_JSON_DEPTH} levels")
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+    return obj
+
+
+def count_candidates(body) -> int:
     """The largest candidate list of any ObCLIP Server Sampler in a POST /prompt body (0 if none)."""
     most = 0
     graph = body.get("prompt") if isinstance(body, dict) else None
@@ -15,8 +102,12 @@ def count_candidates(body: dict) -> int:
             value = (node.get("inputs") or {}).get("candidates")
             try:
                 items = json.loads(value) if isinstance(value, str) else None
-            except ValueError:
+            except (ValueError, RecursionError):
                 items = None
             if isinstance(items, list):
                 most = max(most, len(items))
     return most
+
+
+def as_bad_request(e: ProtocolError) -> BadRequest:
+    return BadRequest(f"invalid ObCLIP request: {e}")

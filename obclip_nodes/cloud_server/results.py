@@ -1,44 +1,104 @@
-"""The result store: latent payload bytes per prompt id, in memory only (never disk, never /history)."""
+"""The result store: latent payload bytes per prompt id, in memory only (never disk, never /history).
+
+A result is bound to its requester: it is stored with the sha256 of the request's secret result key
+(and the tenant that submitted it) and handed out once, to whoever presents the secret, then deleted.
+A wrong key and a missing result get the same answer, so the store is no oracle for prompt ids.
+"""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass
+class _Item:
+    t: float
+    raw: bytes
+    key_sha256: str
+    tenant: str | None
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()
 
 
 class ResultStore:
-    """Payload bytes per prompt id, bounded by age and total size."""
+    """Payload bytes per prompt id, bounded by age and total size; one fetch per result."""
+
+    MAX_TOMBSTONES = 10000
 
     def __init__(self, ttl_s: float = 600.0, max_bytes: int = 2048 * 2**20):
         self.ttl_s, self.max_bytes = ttl_s, max_bytes
-        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._lock = threading.Lock()  # put() runs on the prompt worker thread, get() on the server loop
+        self._items: OrderedDict[str, _Item] = OrderedDict()
+        self._bytes = 0
+        # prompt id -> key hash of results their client gave up on before they were produced: dropped on put
+        self._discarded: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()  # put() runs on the prompt worker thread, take() on the server loop
+
+    def _pop(self, prompt_id: str) -> _Item | None:
+        item = self._items.pop(prompt_id, None)
+        if item:
+            self._bytes -= len(item.raw)
+        return item
 
     def _expire(self, now: float) -> None:
-        for key in [k for k, (t, _) in self._items.items() if now - t > self.ttl_s]:
-            del self._items[key]
-        while self._items and sum(len(b) for _, b in self._items.values()) > self.max_bytes:
-            self._items.popitem(last=False)
+        while self._items:
+            pid, item = next(iter(self._items.items()))
+            if now - item.t <= self.ttl_s and self._bytes <= self.max_bytes:
+                break
+            self._pop(pid)
+        while self._discarded and (len(self._discarded) > self.MAX_TOMBSTONES
+                                   or now - next(iter(self._discarded.values()))[0] > self.ttl_s):
+            self._discarded.popitem(last=False)
 
-    def put(self, prompt_id: str, raw: bytes) -> None:
+    def put(self, prompt_id: str, raw: bytes, key_sha256: str, tenant: str | None = None) -> bool:
+        """False when the requester already gave up on this result (it is dropped at once)."""
         if len(raw) > self.max_bytes:
             raise ValueError(f"a {len(raw)} byte result exceeds the server's result store "
                              f"(OBCLIP_SERVER_RESULT_MAX_MB={self.max_bytes // 2**20})")
         with self._lock:
             now = time.monotonic()
-            self._items[prompt_id] = (now, raw)
-            self._items.move_to_end(prompt_id)
+            gone = self._discarded.pop(prompt_id, None)
+            if gone and hmac.compare_digest(gone[1], key_sha256):
+                return False
+            self._pop(prompt_id)
+            self._items[prompt_id] = _Item(now, raw, key_sha256, tenant)
+            self._bytes += len(raw)
             self._expire(now)
+            return True
 
-    def get(self, prompt_id: str) -> bytes | None:
+    def _match(self, prompt_id: str, secret: str, tenant: str | None) -> _Item | None:
+        item = self._items.get(prompt_id)
+        if item is None or not hmac.compare_digest(item.key_sha256, _hash(secret)):
+            return None
+        if item.tenant is not None and tenant is not None and item.tenant != tenant:
+            return None
+        return item
+
+    def take(self, prompt_id: str, secret: str, tenant: str | None = None) -> bytes | None:
+        """The bytes, once, for the holder of the request's secret; None otherwise."""
         with self._lock:
             self._expire(time.monotonic())
-            item = self._items.get(prompt_id)
-            return item[1] if item else None
+            if self._match(prompt_id, secret, tenant) is None:
+                return None
+            return self._pop(prompt_id).raw
 
-    def delete(self, prompt_id: str) -> bool:
+    def discard(self, prompt_id: str, secret: str, tenant: str | None = None) -> bool:
+        """Drop the result for the holder of its secret; if it is not there yet, drop it when it comes."""
         with self._lock:
-            return self._items.pop(prompt_id, None) is not None
+            now = time.monotonic()
+            self._expire(now)
+            if prompt_id not in self._items:
+                self._discarded[prompt_id] = (now, _hash(secret))
+                return False
+            if self._match(prompt_id, secret, tenant) is None:
+                return False
+            self._pop(prompt_id)
+            return True
 
     def __len__(self) -> int:
         return len(self._items)

@@ -32,26 +32,45 @@ def _comfy_importable(explicit: str | None) -> Path:
                            "COMFYUI_DIR (or run from the ComfyUI this pack is installed in)")
 
 
-def verify(out: Path, sd: dict, info: folder.FolderInfo) -> str:
-    """Load OUT like the stock Load Checkpoint node; its detection and every UNet weight must match."""
+def verify(out: Path, info: folder.FolderInfo) -> tuple[str, tuple, float]:
+    """Load OUT like the stock Load Checkpoint node; its detection must match the folder's config and
+    every UNet weight must equal the folder's own (read back one tensor at a time, to keep memory low).
+    Returns (detected class, (MODEL, CLIP, VAE), load seconds)."""
+    import time
+
     import torch
+    from safetensors import safe_open
 
     from . import host
+    from .convert import UNET_PREFIX, unet_key_map
     from .loader import check_detection
+    t0 = time.perf_counter()
     model, clip, vae = host.load_checkpoint(out)
+    seconds = time.perf_counter() - t0
     if clip is None or vae is None:
         raise DeviceModelError(f"{out}: Load Checkpoint found no {'CLIP' if clip is None else 'VAE'} in the file")
     detected = check_detection(model, info)
     loaded = model.model.diffusion_model.state_dict()
-    for key, tensor in sd.items():
-        if key.startswith("model.diffusion_model."):
-            got = loaded.get(key[len("model.diffusion_model."):])
-            if got is None or not torch.equal(got.to(tensor.dtype), tensor):
-                raise DeviceModelError(f"{out}: weight {key} did not load back unchanged")
-    return detected
+    files = folder.component_files(info.components["unet"])
+    keys = {}
+    for f in files:
+        with safe_open(str(f), "pt") as src:
+            keys[f] = list(src.keys())
+    mapping = unet_key_map(info.unet_config, [k for ks in keys.values() for k in ks])
+    for f, ks in keys.items():
+        with safe_open(str(f), "pt") as src:
+            for key in ks:
+                tensor = src.get_tensor(key)
+                got = loaded.get(mapping[key][len(UNET_PREFIX):])
+                if got is None or not torch.equal(got.to(tensor.dtype), tensor):
+                    raise DeviceModelError(f"{out}: UNet weight {key} did not load back unchanged "
+                                           f"(as {mapping[key]})")
+    return detected, (model, clip, vae), seconds
 
 
-def convert_device(src: Path, out: Path, comfyui: str | None = None) -> str:
+def convert_device(src: Path, out: Path, comfyui: str | None = None, keep_loaded: bool = False):
+    """Write, verify, then move into place. Returns the detected class (and, with keep_loaded,
+    the verified (MODEL, CLIP, VAE) and their load time)."""
     if out.exists():
         raise DeviceModelError(f"{out} exists; the converter never overwrites. Choose another name or remove it.")
     if out.suffix != ".safetensors":
@@ -62,8 +81,9 @@ def convert_device(src: Path, out: Path, comfyui: str | None = None) -> str:
     tmp = out.with_name(out.stem + ".partial.safetensors")  # comfy picks the reader by extension
     out.parent.mkdir(parents=True, exist_ok=True)
     write_checkpoint(sd, tmp, {"obclip_converted_from": info.path.name})
+    del sd
     try:
-        detected = verify(tmp, sd, info)
+        detected, loaded, seconds = verify(tmp, info)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -71,7 +91,7 @@ def convert_device(src: Path, out: Path, comfyui: str | None = None) -> str:
         tmp.unlink(missing_ok=True)
         raise DeviceModelError(f"{out} appeared during conversion; not overwriting it")
     tmp.replace(out)
-    return detected
+    return (detected, loaded, seconds) if keep_loaded else detected
 
 
 def main(argv: list[str] | None = None) -> int:

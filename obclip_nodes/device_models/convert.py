@@ -135,12 +135,12 @@ def _split(key: str, prefixes: list[str]) -> tuple[str, str] | None:
     return None
 
 
-def convert_unet(config: Mapping, state_dict: Mapping) -> dict:
-    """diffusers UNet2DConditionModel state dict -> {model.diffusion_model.*: tensor}."""
+def unet_key_map(config: Mapping, keys) -> dict[str, str]:
+    """diffusers UNet key -> single-file key, for every key; ConversionError on any gap either way."""
     layout = unet_layout(config)
     prefixes = sorted(layout, key=len, reverse=True)
     out, used = {}, set()
-    for key, tensor in state_dict.items():
+    for key in keys:
         hit = _split(key, prefixes)
         if hit is None:
             raise ConversionError(f"UNet weight {key!r} is not explained by unet/config.json (a block the "
@@ -152,12 +152,17 @@ def convert_unet(config: Mapping, state_dict: Mapping) -> dict:
             if module not in _RESNET:
                 raise ConversionError(f"UNet weight {key!r}: unknown resnet part {module!r}")
             rest = f"{_RESNET[module]}.{leaf}"
-        out[UNET_PREFIX + layout[prefix] + "." + rest] = tensor
+        out[key] = UNET_PREFIX + layout[prefix] + "." + rest
     missing = sorted(set(layout) - used)  # every block the config declares must carry weights
     if missing:
         raise ConversionError(f"unet/config.json declares blocks with no weights in the file: {', '.join(missing[:6])}"
                               + (f" and {len(missing) - 6} more" if len(missing) > 6 else ""))
     return out
+
+
+def convert_unet(config: Mapping, state_dict: Mapping) -> dict:
+    """diffusers UNet2DConditionModel state dict -> {model.diffusion_model.*: tensor}."""
+    return {dst: state_dict[src] for src, dst in unet_key_map(config, list(state_dict)).items()}
 
 
 # --- text encoders ------------------------------------------------------------------------------------

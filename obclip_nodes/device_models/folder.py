@@ -144,6 +144,10 @@ def _weights_file(folder: Path) -> list[Path]:
     raise DeviceModelError(f"{folder} has no .safetensors weights.{hint}")
 
 
+def component_files(folder: Path) -> list[Path]:
+    return _weights_file(folder)
+
+
 def load_component(folder: Path) -> dict:
     from safetensors.torch import load_file
     sd = {}

@@ -63,6 +63,37 @@ def _token_ids(tokens) -> list[int]:
     return [int(t[0]) for t in tokens[0]]
 
 
+def text_encoder_reference(diffusers_dir: Path, family: str) -> dict:
+    """transformers' outputs for PROMPT, tokenised by ComfyUI's own tokenizer (no model needed)."""
+    import torch
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+    if family == "sd1":
+        import comfy.sd1_clip
+        tokens = comfy.sd1_clip.SD1Tokenizer().tokenize_with_weights(PROMPT)
+    else:
+        import comfy.sdxl_clip
+        tokens = comfy.sdxl_clip.SDXLTokenizer().tokenize_with_weights(PROMPT)
+    with torch.no_grad():
+        te_l = CLIPTextModel.from_pretrained(diffusers_dir / "text_encoder", torch_dtype=torch.float32).eval()
+        out_l = te_l(torch.tensor([_token_ids(tokens["l"])]), output_hidden_states=True)
+        del te_l
+        if family == "sd1":
+            return {"cond": out_l.last_hidden_state, "pooled": None}
+        te_g = CLIPTextModelWithProjection.from_pretrained(diffusers_dir / "text_encoder_2",
+                                                           torch_dtype=torch.float32).eval()
+        out_g = te_g(torch.tensor([_token_ids(tokens["g"])]), output_hidden_states=True)
+        del te_g
+    gc.collect()
+    return {"cond": torch.cat([out_l.hidden_states[-2], out_g.hidden_states[-2]], dim=-1),
+            "pooled": out_g.text_embeds}
+
+
+def text_encoder_rel_diff_from(clip, reference: dict) -> float:
+    cond, pooled = clip.encode_from_tokens(clip.tokenize(PROMPT), return_pooled=True)
+    diff = rel_diff(cond, reference["cond"])
+    return diff if reference["pooled"] is None else max(diff, rel_diff(pooled, reference["pooled"]))
+
+
 def text_encoder_rel_diff(clip, diffusers_dir: Path, family: str) -> float:
     import torch
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -99,10 +130,12 @@ def params(model) -> int:
     return sum(p.numel() for p in model.model.diffusion_model.parameters())
 
 
-def compare(model, clip, vae, diffusers_dir: Path, family: str, reference: dict | None = None) -> dict:
+def compare(model, clip, vae, diffusers_dir: Path, family: str, reference: dict | None = None,
+            te_reference: dict | None = None) -> dict:
     out = {"unet_rel_diff": unet_rel_diff(model, diffusers_dir, family, reference)}
     gc.collect()
-    out["text_encoder_rel_diff"] = text_encoder_rel_diff(clip, diffusers_dir, family)
+    out["text_encoder_rel_diff"] = (text_encoder_rel_diff_from(clip, te_reference) if te_reference
+                                    else text_encoder_rel_diff(clip, diffusers_dir, family))
     gc.collect()
     out["vae_rel_diff"] = vae_rel_diff(vae, diffusers_dir)
     out["params"] = params(model)

@@ -35,6 +35,10 @@ def _ordered_inputs(info: dict) -> list[tuple[str, list]]:
     return out
 
 
+def _options(spec) -> dict:
+    return (spec[1] if len(spec) > 1 else None) or {}  # a model-name combo may come without options
+
+
 def _socket_type(spec) -> str:
     return "COMBO" if isinstance(spec[0], list) else spec[0]
 
@@ -71,13 +75,15 @@ def api_to_ui(api: dict, object_info: dict) -> dict:
                                    "link": link_id})
                     # the frontend keeps a linked input's widget and fills widgets_values by position,
                     # so the linked widget still takes its slot (with its default)
-                    widgets.append((spec[1] or {}).get("default"))
-                    if (spec[1] or {}).get("control_after_generate"):
+                    widgets.append(_options(spec).get("default"))
+                    if _options(spec).get("control_after_generate"):
                         widgets.append("fixed")
                 else:
-                    widgets.append(value if name in node["inputs"] else (spec[1] or {}).get("default"))
-                    if (spec[1] or {}).get("control_after_generate"):
+                    widgets.append(value if name in node["inputs"] else _options(spec).get("default"))
+                    if _options(spec).get("control_after_generate"):
                         widgets.append("fixed")
+                    if _options(spec).get("image_upload"):
+                        widgets.append("image")  # the frontend's upload button saves its own value
             else:  # a socket-only input (MODEL, LATENT, ...) is listed whether linked or not
                 inputs.append({"name": name, "type": _socket_type(spec), "link": link_id if linked else None})
         col = depth[nid]

@@ -10,6 +10,7 @@ from . import routes
 from .accelerator import CacheAccelerator
 from .cloud import CloudPartialSampler
 from .device_loader import DeviceModelLoader
+from .device_side import EncodeRealPrompt, HandoffSigmas
 from .expander import CandidateExpander
 from .finisher import DeviceFinisher
 from .selector import LatentSelector
@@ -19,7 +20,7 @@ log = logging.getLogger("obclip")
 
 NODES: list[type[io.ComfyNode]] = [
     CandidateExpander, CloudPartialSampler, CacheAccelerator, LatentSelector, DeviceFinisher,
-    ServerSampler, ServerReturn, DeviceModelLoader,
+    EncodeRealPrompt, HandoffSigmas, DeviceModelLoader, ServerSampler, ServerReturn,
 ]
 
 

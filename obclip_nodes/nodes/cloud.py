@@ -6,6 +6,7 @@ import comfy.utils
 from .v3 import io
 
 from ..acceleration import AccelerationSettings
+from ..privacy import ExpansionError, check_negative
 from ..protocol import CloudRequest, ProtocolError
 from ..protocol.request import WIRE_DTYPES
 from ..remote import CloudClient, CloudError, RemoteSettings
@@ -22,7 +23,8 @@ class CloudPartialSampler(io.ComfyNode):
             category="ObCLIP",
             description="Sends the public candidate list to a remote ComfyUI, which runs the first k steps "
                         "for all candidates with its large model; fetches all N latents back. The real "
-                        "choice never leaves this machine. Token: environment variable OBCLIP_CLOUD_TOKEN.",
+                        "choice never leaves this machine. Token: the secrets file, or OBCLIP_CLOUD_TOKEN with "
+                        "OBCLIP_CLOUD_URL; it goes only to that server.",
             inputs=[
                 Candidates.Input("candidates"),
                 io.String.Input("server_url", default="http://127.0.0.1:8188",
@@ -48,6 +50,11 @@ class CloudPartialSampler(io.ComfyNode):
                       sampler_name, scheduler, width, height, timeout_s, acceleration=None,
                       wire_precision="float32") -> io.NodeOutput:
         accel = acceleration or AccelerationSettings()
+        try:  # the negative goes to the cloud verbatim: same detector, same lexicon and override as the expander
+            check_negative(negative, getattr(candidates, "lexicon", None),
+                           allow_unprotected=getattr(candidates, "allow_unprotected", False))
+        except ExpansionError as e:
+            raise ValueError(f"ObCLIP Cloud Partial Sampler: {e}") from None
         try:
             req = CloudRequest(candidates=tuple(candidates), checkpoint=cloud_checkpoint.strip(),
                                negative=negative, seed=seed, steps=steps, cloud_steps=cloud_steps, cfg=cfg,

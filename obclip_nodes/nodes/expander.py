@@ -3,8 +3,26 @@ from __future__ import annotations
 
 from .v3 import io
 
-from ..privacy import PRESETS, ExpansionError, expand_prompt
+from ..privacy import PRESETS, CandidateList, ExpansionError, expand_prompt
 from .types import Candidates, PrivateSelection, Selection
+
+
+def report_lines(exp) -> list[str]:
+    """The node's text: outcome first (the badge reads these lines), then the candidates."""
+    lines = [f"N = {exp.n} candidates; attributes: {', '.join(exp.attributes) or 'none'}"]
+    if exp.outcome == "allowed":
+        lines.append("Outcome: ALLOWED UNPROTECTED -- these words reach the server as written: "
+                     + "; ".join(f"'{f.word}' ({f.type})" for f in exp.unprotected))
+    elif exp.n == 1:
+        lines.append("Outcome: protected (nothing sensitive found; the cloud sees your prompt as is)")
+    else:
+        lines.append(f"Outcome: protected (every sensitive word is swapped; the server cannot tell which of "
+                     f"the {exp.n} is yours)")
+    lines += [f"Normalised: {x}" for x in exp.normalisations]
+    lines += [f"  {i}: {c}" for i, c in enumerate(exp.candidates)]
+    lines.append("The server learns: " + exp.server_learns)
+    lines += [f"Leak warning: {w}" for w in exp.leak_warnings]
+    return lines
 
 
 class CandidateExpander(io.ComfyNode):
@@ -16,7 +34,8 @@ class CandidateExpander(io.ComfyNode):
             category="ObCLIP",
             description="Turns your prompt into N candidates that differ only in sensitive attributes "
                         "(gender, age, ethnicity...). The cloud sees all N in a fixed order; which one is "
-                        "yours stays on this machine.",
+                        "yours stays on this machine. Fails closed: a sensitive word it cannot swap stops the "
+                        "run unless allow_unprotected is on.",
             inputs=[
                 io.String.Input("prompt", multiline=True, default=""),
                 io.Combo.Input("preset", options=list(PRESETS), default=PRESETS[0],
@@ -28,6 +47,11 @@ class CandidateExpander(io.ComfyNode):
                 io.Int.Input("max_candidates", default=32, min=1, max=256),
                 io.Boolean.Input("refuse_if_nothing_sensitive", default=False,
                                  tooltip="Stop instead of sending a prompt that has nothing to hide among."),
+                io.Boolean.Input("allow_unprotected", default=False, optional=True,
+                                 tooltip="OFF (default): a sensitive word that cannot be swapped (a religion, a "
+                                         "name, a disability, ...) or one in the negative prompt stops the run. "
+                                         "ON for this run: such words are sent as written; the badge turns red "
+                                         "and lists them."),
             ],
             outputs=[Candidates.Output("candidates", display_name="candidates", tooltip="Public: what the cloud will see."),
                      Selection.Output("selection", display_name="selection", tooltip="Private: which candidate is real. Only the "
@@ -36,20 +60,17 @@ class CandidateExpander(io.ComfyNode):
 
     @classmethod
     def execute(cls, prompt, preset, attributes, lexicon_path, max_candidates,
-                refuse_if_nothing_sensitive) -> io.NodeOutput:
+                refuse_if_nothing_sensitive, allow_unprotected=False) -> io.NodeOutput:
         attrs = [a.strip() for a in attributes.split(",") if a.strip()] or None
+        lexicon = lexicon_path.strip() or preset
         try:
-            exp = expand_prompt(prompt, attrs, lexicon_path.strip() or preset, max_candidates=max_candidates)
+            exp = expand_prompt(prompt, attrs, lexicon, max_candidates=max_candidates,
+                                allow_unprotected=bool(allow_unprotected))
         except ExpansionError as e:
             raise ValueError(f"ObCLIP Candidate Expander: {e}") from None
         if exp.n == 1 and refuse_if_nothing_sensitive:
             raise ValueError("ObCLIP Candidate Expander: no sensitive attribute found, so nothing would be "
                              "protected; rephrase, add a lexicon, or turn off refuse_if_nothing_sensitive")
-        lines = [f"N = {exp.n} candidates; attributes: {', '.join(exp.attributes) or 'none'}"]
-        if exp.n == 1:
-            lines.append("WARNING: nothing sensitive was found; the cloud sees your prompt as is.")
-        lines += [f"  {i}: {c}" for i, c in enumerate(exp.candidates)]
-        lines.append("The server learns: " + exp.server_learns)
-        lines += [f"Leak warning: {w}" for w in exp.leak_warnings]
         selection = PrivateSelection(real_index=exp.real_index, prompt=exp.real_prompt, n=exp.n)
-        return io.NodeOutput(tuple(exp.candidates), selection, ui={"text": ["\n".join(lines)]})
+        candidates = CandidateList.of(exp.candidates, lexicon, bool(allow_unprotected))
+        return io.NodeOutput(candidates, selection, ui={"text": ["\n".join(report_lines(exp))]})

@@ -2,80 +2,115 @@
 
 GET  /obclip/probe?url=...   the "test connection" button of the Cloud Partial Sampler: for each cloud URL,
                              is it reachable, does it have the pack (or stock nodes), its queue length and
-                             checkpoints. The local server makes the calls, so the token (environment or
-                             secrets file) never reaches the browser, and nothing but GETs of public server
-                             state are sent: no prompt, no candidate.
+                             checkpoints. The local server makes the calls with the client's own code
+                             (CloudClient.probe: the same endpoint rules and checks as a run's preflight),
+                             so a credential goes only to the server it is scoped to and never reaches the
+                             browser. Nothing but GETs of public server state are sent.
 POST /obclip/expand          {"prompt", "preset", "attributes", "max_candidates"} -> the candidates, N,
                              attribute types and leak warnings, for the live preview as the prompt is typed.
-                             Computed here; the text goes browser -> local server only, and is not logged.
+                             Computed here, off the event loop and within a time limit; the text goes
+                             browser -> local server only, and is not logged.
+
+Both answer only the browser of this machine: a loopback peer that is not relayed by a proxy (no
+X-Forwarded-For / Forwarded / X-Real-IP) and, when the browser says where the page came from
+(Origin, Sec-Fetch-Site), a page of this same server. OBCLIP_PROBE_FROM_ANY_HOST=1 lifts the host
+rule (never the origin rule).
 """
 from __future__ import annotations
 
 import asyncio
-import logging
+import re
 import sys
-import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from .. import config
 from ..protocol import routes
 
-log = logging.getLogger("obclip")
 _installed = False
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+PROBE_ANY_ENV = config.SETTINGS["probe_from_any_host"].env
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP", "X-Forwarded-Host")
+EXPAND_MAX_CANDIDATES = 256       # the wire limit: a preview never shows more than a request could carry
+EXPAND_MAX_PROMPT_CHARS = 4000
+EXPAND_TIME_LIMIT_S = 5.0
+EXPAND_CONCURRENCY = 2
+MAX_PROBE_URLS = 8
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class Refused(ValueError):
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def browser_check(request, *, any_host: bool) -> None:
+    """Raise Refused unless the caller is this machine's browser on a page of this server."""
+    relayed = any(h in request.headers for h in PROXY_HEADERS)
+    if not any_host and (request.remote not in LOOPBACK or relayed):
+        raise Refused("this route answers only a browser on this machine (not a remote host, not through a "
+                      f"proxy); set {PROBE_ANY_ENV}=1 on this ComfyUI to allow others", 403)
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise Refused(f"cross-site request refused (Sec-Fetch-Site: {site}); open the ComfyUI page itself", 403)
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != request.host.lower():
+        raise Refused("cross-origin request refused; open the ComfyUI page itself", 403)
+
+
+def lexicon_for(preset) -> str | Path:
+    """A bundled preset name, or NAME.json in OBCLIP_LEXICON_DIR; never a path from the caller."""
+    from ..privacy import PRESETS
+    name = preset if isinstance(preset, str) and preset else "default"
+    if name in PRESETS:
+        return name
+    directory = config.settings().lexicon_dir
+    if _NAME.fullmatch(name) and directory:
+        path = Path(directory).expanduser() / f"{name}.json"
+        if path.is_file():
+            return path
+    extra = " or a lexicon NAME.json in OBCLIP_LEXICON_DIR" if directory else ""
+    raise Refused(f"unknown preset {name[:64]!r}; use one of {', '.join(PRESETS)}{extra}", 400)
+
+
+def parse_expand_body(body) -> dict:
+    if not isinstance(body, dict):
+        raise Refused("send a JSON object", 400)
+    prompt, attributes, n = body.get("prompt") or "", body.get("attributes") or "", body.get("max_candidates", 32)
+    if not isinstance(prompt, str) or len(prompt) > EXPAND_MAX_PROMPT_CHARS:
+        raise Refused(f"prompt must be text of at most {EXPAND_MAX_PROMPT_CHARS} characters", 400)
+    if not isinstance(attributes, str) or len(attributes) > 500:
+        raise Refused("attributes must be comma-separated names (at most 500 characters)", 400)
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or n != n or not 1 <= n <= EXPAND_MAX_CANDIDATES:
+        raise Refused(f"max_candidates must be a whole number from 1 to {EXPAND_MAX_CANDIDATES}", 400)
+    return {"prompt": prompt, "attributes": attributes, "lexicon": lexicon_for(body.get("preset")),
+            "max_candidates": int(n), "allow_unprotected": body.get("allow_unprotected") is True}
+
+
+def expand_preview(args: dict) -> dict:
+    from ..privacy import ExpansionError, expand_prompt
+    attrs = [a.strip() for a in args["attributes"].split(",") if a.strip()] or None
+    try:
+        exp = expand_prompt(args["prompt"], attrs, args["lexicon"], max_candidates=args["max_candidates"],
+                            allow_unprotected=args["allow_unprotected"])
+    except (ExpansionError, ValueError) as e:
+        found = getattr(e, "findings", ())
+        return {"error": str(e), "outcome": "refused",
+                "unprotected": [{"word": f.word, "type": f.type} for f in found]}
+    return {"n": exp.n, "attributes": list(exp.attributes), "candidates": list(exp.candidates),
+            "leak_warnings": list(exp.leak_warnings), "server_learns": exp.server_learns,
+            "outcome": exp.outcome, "normalisations": list(exp.normalisations),
+            "unprotected": [{"word": f.word, "type": f.type} for f in exp.unprotected]}
 
 
 async def probe_one(url: str, timeout: float = 8.0) -> dict:
-    import aiohttp
-
-    from ..protocol.request import SERVER_SAMPLER
-    from ..remote.endpoints import EndpointError, resolve
-    out: dict = {"url": url, "reachable": False}
+    from ..remote import CloudClient, CloudError, RemoteSettings
     try:
-        ep = resolve(url)
-    except EndpointError as e:
-        return {**out, "error": str(e)}
-    out["url"], out["auth"] = ep.base, ep.auth_source
-    t0 = time.monotonic()
-    try:
-        ssl_ctx = ep.ssl_context()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as s:
-            async def get(path):
-                async with s.get(ep.base + path, headers=ep.headers, ssl=ssl_ctx) as r:
-                    if r.status in (401, 403):
-                        raise PermissionError(f"{r.status}: the server wants credentials (set OBCLIP_CLOUD_TOKEN "
-                                              "or the secrets file on this machine)")
-                    r.raise_for_status()
-                    return await r.json(content_type=None)
-            queue = await get("/prompt")
-            out["reachable"] = True
-            out["latency_ms"] = round((time.monotonic() - t0) * 1000)
-            out["queue"] = int((queue.get("exec_info") or {}).get("queue_remaining", -1))
-            out["pack"] = SERVER_SAMPLER in await get("/object_info/" + SERVER_SAMPLER)
-            loader = await get("/object_info/CheckpointLoaderSimple")
-            try:
-                out["checkpoints"] = list(loader["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0])
-            except (KeyError, IndexError, TypeError):
-                out["checkpoints"] = []
-    except PermissionError as e:
-        out.update(reachable=True, error=str(e))
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as e:
-        out["error"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-    return out
-
-
-def expand_preview(body: dict) -> dict:
-    from ..privacy import ExpansionError, expand_prompt
-    attrs = [a.strip() for a in str(body.get("attributes") or "").split(",") if a.strip()] or None
-    try:
-        exp = expand_prompt(str(body.get("prompt") or ""), attrs, str(body.get("preset") or "default"),
-                            max_candidates=int(body.get("max_candidates") or 32))
-    except (ExpansionError, ValueError) as e:
-        return {"error": str(e)}
-    return {"n": exp.n, "attributes": list(exp.attributes), "candidates": list(exp.candidates),
-            "leak_warnings": list(exp.leak_warnings), "server_learns": exp.server_learns}
-
-
-LOOPBACK = {"127.0.0.1", "::1"}
-PROBE_ANY_ENV = config.SETTINGS["probe_from_any_host"].env
+        client = CloudClient(RemoteSettings(url, request_timeout=timeout))
+    except CloudError as e:
+        return {"url": url, "reachable": False, "error": str(e)}
+    return await client.probe(url, timeout)
 
 
 def install() -> bool:
@@ -84,22 +119,28 @@ def install() -> bool:
     if srv is None or _installed:
         return _installed
     from aiohttp import web
+
+    from ..cloud_server.limits import BadRequest, parse_json_body
     from ..remote.endpoints import EndpointError, split_urls
+    busy = asyncio.Semaphore(EXPAND_CONCURRENCY)
+
+    def refuse(message: str, status: int):
+        return web.json_response({"error": message}, status=status)
 
     @srv.routes.get(routes.PROBE)
     async def probe(request):
-        # The probe makes this server open connections to a URL it is given; on a cloud reachable by
-        # others that would be a request-forgery surface, so it answers loopback callers only.
-        if request.remote not in LOOPBACK and not config.settings().probe_from_any_host:
-            return web.json_response({"error": "the connection probe answers only browsers on this machine; "
-                                               f"set {PROBE_ANY_ENV}=1 on this ComfyUI to allow others"},
-                                     status=403)
+        # The probe makes this server open connections to a URL it is given: answer this machine only.
         try:
+            browser_check(request, any_host=config.settings().probe_from_any_host)
             urls = split_urls(request.query.get("url", ""))
+        except Refused as e:
+            return refuse(str(e), e.status)
         except EndpointError as e:
-            return web.json_response({"error": str(e)}, status=400)
+            return refuse(str(e), 400)
+        if len(urls) > MAX_PROBE_URLS:
+            return refuse(f"at most {MAX_PROBE_URLS} URLs per probe", 400)
         own = {f"http://{h}:{srv.port}" for h in ("127.0.0.1", "localhost", str(srv.address))}
-        results = await asyncio.gather(*(probe_one(u) for u in urls[:8]))
+        results = await asyncio.gather(*(probe_one(u) for u in urls))
         for r in results:
             if r["url"].rstrip("/") in own:
                 r["warning"] = "this is the same ComfyUI you are using; point server_url at the cloud"
@@ -108,10 +149,20 @@ def install() -> bool:
     @srv.routes.post(routes.EXPAND)
     async def expand(request):
         try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "body must be JSON"}, status=400)
-        return web.json_response(expand_preview(body if isinstance(body, dict) else {}))
+            browser_check(request, any_host=config.settings().probe_from_any_host)
+            args = parse_expand_body(parse_json_body(await request.read()))
+        except Refused as e:
+            return refuse(str(e), e.status)
+        except BadRequest as e:
+            return refuse(str(e), e.status)
+        if busy.locked():
+            return refuse("the preview is busy with other requests; try again in a moment", 429)
+        async with busy:
+            try:  # the expansion is bounded by the caps above; the time limit is the last guard
+                return web.json_response(await asyncio.wait_for(asyncio.to_thread(expand_preview, args),
+                                                                EXPAND_TIME_LIMIT_S))
+            except asyncio.TimeoutError:
+                return refuse(f"the preview took over {EXPAND_TIME_LIMIT_S:g} s; restrict the attributes", 503)
 
     _installed = True
     return True

@@ -10,15 +10,24 @@ same whichever candidate is real (Theorem 1).
 * ``lexicon``: ``None`` (the ``"default"`` preset), a preset name from ``PRESETS``, a path to a JSON
   lexicon (schema: :mod:`obclip_nodes.privacy.lexicon`) or a loaded :class:`Lexicon`.
 * ``attributes``: restrict detection to these attribute names (e.g. ``["gender"]``).
+* Fails closed: a word that reveals a sensitive type and cannot be swapped raises
+  :class:`ExpansionError` naming it, its type and the fixes; ``allow_unprotected=True`` sends it
+  as written and says so (``Expansion.outcome == "allowed"``, ``Expansion.unprotected``).
+  :func:`check_negative` applies the same detector to the negative prompt.  An optional
+  :class:`~.flagger.ModelFlagger` (a local ``transformers`` token-classification model, off by
+  default) can only add refusals: ``expand_prompt(..., flagger=ModelFlagger(dir))``.
+* Vocabulary is data: ``lexicons/*.json`` (per preset) and ``data/`` (shared sensitive words, the
+  generated demonym and first-name tables; ``data/build_tables.py`` rebuilds them).
 * How the prompt is read, how N grows (product of value-space sizes over the slots, one slot per
   person and attribute) and the one normalisation (a/an before a swapped word): see
-  :mod:`obclip_nodes.privacy.expander`.
+  :mod:`obclip_nodes.privacy.expander` and its stages (tokenize, cues, bind, policy, render).
 """
 
-from .errors import ExpansionError
-from .expander import Expansion, expand_prompt
-from .lexicon import PRESETS, Lexicon, load_lexicon, parse_lexicon
 from .check import verify_closure
+from .errors import ExpansionError
+from .expander import CandidateList, Expansion, check_negative, expand_prompt
+from .lexicon import PRESETS, Lexicon, load_lexicon, parse_lexicon
+from .policy import OUTCOMES, Finding
 
-__all__ = ["expand_prompt", "Expansion", "ExpansionError", "PRESETS", "Lexicon", "load_lexicon", "parse_lexicon",
-           "verify_closure"]
+__all__ = ["expand_prompt", "check_negative", "CandidateList", "Expansion", "ExpansionError", "Finding", "OUTCOMES",
+           "PRESETS", "Lexicon", "load_lexicon", "parse_lexicon", "verify_closure"]

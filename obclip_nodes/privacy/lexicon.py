@@ -32,11 +32,24 @@ Schema (version 1)
       "stop_words": ["a", "the", "with", ...],      # optional: words that end an adjective chain
       "object_followers": ["up", "tightly", ...],   # optional: words after which "her" is an object
       "ignore_phrases": ["man-made", "years old"],  # optional: never touched ("man-made" stays)
-      "leak_words": [                               # optional: words that give an attribute away
-        {"word": "beard", "attribute": "gender", "kind": "correlated"},
-        {"word": "Mrs", "attribute": "gender", "kind": "unswapped"}
-      ]
+      "leak_words": [                               # optional: words that correlate with an attribute
+        {"word": "beard", "attribute": "gender", "kind": "correlated"}   # (kind "unswapped": refused)
+      ],
+      "snap": [                                     # optional: words swapped after snapping to a value
+        {"word": "teenage", "attribute": "age", "value": "young", "paradigm": 0}   # rendered with paradigm #0
+      ],
+      "sensitive": [                                # optional: words that cannot be swapped -> refused
+        {"type": "religion", "role": "adjective", "words": ["Muslim"], "fix": "..."}  # role: adjective|noun|context
+      ],
+      "numeric_ages": {"attribute": "age", "bands": [[0, 35, "young"], ...],        # optional: "30-year-old",
+                       "years": {"young": 25, ...}, "decades": {"young": 20, ...}},  # "in her 40s", "aged 70"
+      "demonyms": {"attribute": "ethnicity", "paradigm": 0, "subregion": {...},     # optional: nationality ->
+                   "intermediate": {...}, "words": {...}, "fix": "..."},              # value (null: refused)
+      "include": ["sensitive"]                      # optional: merge data/sensitive.json (shared vocabulary)
     }
+
+A paradigm may also carry ``"modifier": K``: when one of its nouns stands right before another person
+word ("senior woman"), it is rendered with the attribute's paradigm #K ("old woman") instead.
 
 Rules a paradigm must follow (checked on load; a violation is an ``ExpansionError`` naming the
 file and the entry):
@@ -65,10 +78,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Mapping
 
 from .errors import ExpansionError
 
@@ -78,8 +91,9 @@ _DIR = Path(__file__).resolve().parent / "lexicons"
 ROLES = ("noun", "adjective", "pronoun", "title")
 CASES = ("subject", "object", "possessive", "independent", "reflexive")
 STYLES = ("natural", "lower", "title", "upper")
-_SURFACE_RE = re.compile(r"^[^\W\d_]+(?:[ '\-][^\W\d_]+)*$")
-_WORD_RE = re.compile(r"[^\W\d_]+")
+_SURFACE_RE = re.compile(r"^[^\W_]+(?:[ '\-][^\W_]+)*$")
+_WORD_RE = re.compile(r"[^\W_]+")
+_DATA = Path(__file__).resolve().parent / "data"
 
 
 def apply_style(style: str, natural: str) -> str:
@@ -112,6 +126,7 @@ class Paradigm:
     forms: Mapping[str, str]          # value -> natural surface
     implies: Mapping[str, str]
     styles: tuple[str, ...]           # styles that are safe for this paradigm, in detection order
+    modifier: int | None = None     # pid of the paradigm that renders it before another person word
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"Paradigm({self.attribute}/{self.role}:{'/'.join(self.forms.values())})"
@@ -121,8 +136,16 @@ class Paradigm:
 class Entry:
     words: tuple[str, ...]
     seps: tuple[str, ...]
-    paradigm: Paradigm
-    value: str
+    paradigm: Paradigm | None       # form/snap: the paradigm that renders it; sensitive: None
+    value: str | None
+    kind: str = "form"                # form (a surface of the paradigm) | snap | sensitive
+    stype: str = ""                   # sensitive: the attribute type it reveals
+    role: str = ""                    # snap/sensitive: adjective | noun | context
+    fix: str = ""                     # sensitive: how to fix a refusal
+    surface: str = ""                 # the word as the lexicon writes it
+
+
+_KIND_RANK = {"form": 0, "snap": 1, "sensitive": 2}
 
 
 @dataclass(eq=False)
@@ -141,6 +164,35 @@ class Lexicon:
     ignore_phrases: dict                              # see _phrase_index; payload None
     leak_words: dict                                  # see _phrase_index; payload (word, attribute, kind)
     pronoun_words: frozenset[str] = field(default_factory=frozenset)
+    numeric_ages: dict | None = None
+    fixes: dict = field(default_factory=dict)           # type -> generic fix text
+    chain_breakers: frozenset = frozenset()
+    colour_words: frozenset = frozenset()
+    predicate_verbs: frozenset = frozenset()
+    predicate_adverbs: frozenset = frozenset()
+    ing_nouns: frozenset = frozenset()
+    vessels: frozenset = frozenset()
+    place_suffixes: frozenset = frozenset()
+    place_prepositions: frozenset = frozenset()
+    artist_markers: frozenset = frozenset()
+    name_context: frozenset = frozenset()
+    first_names: frozenset = frozenset()
+    ambiguous_names: frozenset = frozenset()
+    celebrities: frozenset = frozenset()
+    part_words: frozenset = frozenset()
+    gendered_titles: frozenset = frozenset()
+    name_titles: frozenset = frozenset()
+    place_prefixes: frozenset = frozenset()
+    animals: frozenset = frozenset()
+    demonym_pid: "int | None" = None
+    agentive_suffixes: tuple = ()
+    agentive_exceptions: frozenset = frozenset()
+    non_person_heads: frozenset = frozenset()        # nouns a nationality may describe: "Thai food"
+    non_person_head_suffixes: tuple = ()               # ... and noun endings that name things ("-ture")
+    person_evidence: frozenset = frozenset()          # tags that show tag soup is about a person
+    compound_suffixes: tuple = ()                       # ((suffix, value), ...) of unknown gendered words
+    compound_exceptions: frozenset = frozenset()
+    synthetic: dict = field(default_factory=dict)        # pid -> Paradigm made at run time (numeric ages)
 
     def __repr__(self) -> str:
         return f"Lexicon({self.name!r}, attributes={list(self.attributes)})"
@@ -244,8 +296,13 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
             if not isinstance(implies, dict) or not all(isinstance(x, str) for x in implies.values()):
                 raise bad(f"{where}: \"implies\" must map attribute names to short descriptions")
             forms_ordered = {v: forms[v] for v in values}
+            modifier = p.get("modifier")
+            if modifier is not None and (isinstance(modifier, bool) or not isinstance(modifier, int)
+                                         or not 0 <= modifier < len(plist) or role != "noun"):
+                raise bad(f"{where}: \"modifier\" must be the index of another paradigm of {aname!r} (nouns only)")
             par = Paradigm(len(paradigms), aname, role, number, case, nominal, forms_ordered, dict(implies),
-                           _safe_styles(forms_ordered))
+                           _safe_styles(forms_ordered),
+                           None if modifier is None else len(paradigms) - k + modifier)
             paradigms.append(par)
             for v, s in forms_ordered.items():
                 low = s.lower()
@@ -259,11 +316,8 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
                 owner[low] = par
                 words, seps = split_surface(s)
                 entries.setdefault(words[0], []).append(Entry(words, seps, par, v))
-    for lst in entries.values():
-        lst.sort(key=lambda e: -len(e.words))
-
-    def wordlist(key: str) -> list[str]:
-        val = data.get(key, [])
+    def wordlist(key: str, src=None) -> list[str]:
+        val = (data if src is None else src).get(key, [])
         if not isinstance(val, list) or not all(isinstance(w, str) and w for w in val):
             raise bad(f'"{key}" must be a list of non-empty strings')
         return val
@@ -297,11 +351,135 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
             raise bad(f'leak_words #{k} must be {{"word": str, "attribute": str, "kind": "correlated"|"unswapped"}}')
         leak_words.append((lw["word"], (lw["word"], lw["attribute"], lw.get("kind", "correlated"))))
     pronoun_words = frozenset(s.lower() for p in paradigms if p.role == "pronoun" for s in p.forms.values())
+    include = data.get("include", [])
+    if not isinstance(include, list) or not all(x in ("sensitive",) for x in include):
+        raise bad('"include" must be a list of shared vocabularies: "sensitive"')
+    shared = _shared() if "sensitive" in include else {}
+    first_words = {w for w in owner}
+
+    def add_entry(word: str, e_kwargs: dict) -> None:
+        if not isinstance(word, str) or not _SURFACE_RE.match(word):
+            raise bad(f"{word!r} must be letters/digits with single spaces, hyphens or apostrophes")
+        if word.lower() in first_words and e_kwargs["kind"] != "form":
+            return                                   # a paradigm surface wins over snap/sensitive entries
+        words, seps = split_surface(word)
+        entries.setdefault(words[0], []).append(Entry(words, seps, surface=word, **e_kwargs))
+
+    # snap: the word is swapped, rendered with one paradigm of its attribute
+    for k, sn in enumerate(data.get("snap", [])):
+        if (not isinstance(sn, dict) or sn.get("attribute") not in attributes
+                or sn.get("value") not in attributes.get(sn.get("attribute"), ())
+                or not isinstance(sn.get("paradigm"), int)):
+            raise bad(f'snap #{k} must be {{"word", "attribute", "value", "paradigm": index}} with a known attribute/value')
+        plist = [p for p in paradigms if p.attribute == sn["attribute"]]
+        if not 0 <= sn["paradigm"] < len(plist):
+            raise bad(f"snap #{k}: paradigm index {sn['paradigm']} out of range for {sn['attribute']!r}")
+        par = plist[sn["paradigm"]]
+        add_entry(sn.get("word"), dict(paradigm=par, value=sn["value"], kind="snap",
+                                       role="noun" if par.role in ("noun", "title") else "adjective"))
+    # demonyms: generated table + the lexicon's region -> value map
+    dem = data.get("demonyms")
+    dem_pid = None
+    if dem is not None:
+        if not isinstance(dem, dict) or dem.get("attribute") not in attributes:
+            raise bad('"demonyms" must name a known "attribute"')
+        a = dem["attribute"]
+        plist = [p for p in paradigms if p.attribute == a]
+        par = plist[int(dem.get("paradigm", 0))]
+        dem_pid = par.pid
+        ppar = plist[int(dem["plural_paradigm"])] if dem.get("plural_paradigm") is not None else None
+        for word, row in _demonyms().items():
+            if word in dem.get("words", {}):
+                v = dem["words"][word]
+            elif row.get("intermediate") in dem.get("intermediate", {}):
+                v = dem["intermediate"][row["intermediate"]]
+            else:
+                v = dem.get("subregion", {}).get(row.get("subregion"))
+            if v is not None and v not in attributes[a]:
+                raise bad(f"demonyms: value {v!r} is not a value of {a!r}")
+            where = f"{word} ({row.get('country', '')})"
+            if v is None:
+                add_entry(word, dict(paradigm=None, value=None, kind="sensitive", stype=a, role="adjective",
+                                     fix=dem.get("fix", "")))
+                if not word.endswith(("ese", "ish", "ch", "sh", "ss", "i")):
+                    add_entry(word + "s", dict(paradigm=None, value=None, kind="sensitive", stype=a, role="noun",
+                                               fix=dem.get("fix", "")))
+            else:
+                add_entry(word, dict(paradigm=par, value=v, kind="snap", role="adjective", fix=where))
+                if not word.endswith(("ese", "ish", "ch", "sh", "ss", "i")):
+                    if ppar is not None:
+                        add_entry(word + "s", dict(paradigm=ppar, value=v, kind="snap", role="noun", fix=where))
+                    else:
+                        add_entry(word + "s", dict(paradigm=None, value=None, kind="sensitive", stype=a, role="noun",
+                                                   fix=f"write '{word} people' (swapped)"))
+    # sensitive words: refused unless allowed
+    fixes = dict(shared.get("fixes", {}))
+    for src in ([shared] if shared else []) + [data]:
+        for k, grp in enumerate(src.get("sensitive", [])):
+            if (not isinstance(grp, dict) or not isinstance(grp.get("type"), str)
+                    or grp.get("role") not in ("adjective", "noun", "context") or not isinstance(grp.get("words"), list)):
+                raise bad(f'sensitive #{k} must be {{"type": str, "role": adjective|noun|context, "words": [...]}}')
+            for w in grp["words"]:
+                add_entry(w, dict(paradigm=None, value=None, kind="sensitive", stype=grp["type"], role=grp["role"],
+                                  fix=grp.get("fix", "")))
+    for lw in leaks_raw:
+        if lw.get("kind") == "unswapped":
+            add_entry(lw["word"], dict(paradigm=None, value=None, kind="sensitive", stype=lw["attribute"],
+                                       role="adjective", fix=""))
+    leak_words = [x for x in leak_words if x[1][2] == "correlated"]
+    for lst in entries.values():
+        lst.sort(key=lambda e: (-len(e.words), _KIND_RANK[e.kind]))
+    num = data.get("numeric_ages")
+    if num is not None:
+        if (not isinstance(num, dict) or num.get("attribute") not in attributes
+                or set(num.get("years", {})) != set(attributes[num["attribute"]])
+                or set(num.get("decades", {})) != set(attributes[num["attribute"]])):
+            raise bad('"numeric_ages" needs "attribute", "bands", and "years"/"decades" for every value')
+        for lo, hi, v in num.get("bands", []):
+            if v not in attributes[num["attribute"]]:
+                raise bad(f"numeric_ages: band value {v!r} is not a value of {num['attribute']!r}")
+
+    def fs(key: str, lower: bool = True) -> frozenset:
+        vals = wordlist(key, shared) if shared else []
+        return frozenset(w.lower() if lower else w for w in vals)
+
     desc = data.get("description", "")
     return Lexicon(name=name, description=desc if isinstance(desc, str) else "", source=source,
                    attributes=attributes, paradigms=paradigms, entries=entries, person_nouns=person_nouns,
                    stop_words=stop | pronoun_words, object_followers=followers, ignore_phrases=ignore_phrases,
-                   leak_words=_phrase_index(leak_words), pronoun_words=pronoun_words)
+                   leak_words=_phrase_index(leak_words), pronoun_words=pronoun_words, numeric_ages=num,
+                   fixes=fixes, chain_breakers=fs("chain_breakers"), colour_words=fs("colour_words"),
+                   predicate_verbs=fs("predicate_verbs"), predicate_adverbs=fs("predicate_adverbs"),
+                   ing_nouns=fs("ing_nouns"), vessels=fs("vessels"), place_suffixes=fs("place_suffixes", False),
+                   place_prepositions=fs("name_prepositions_before_places"), artist_markers=fs("artist_markers"),
+                   name_context=fs("name_context_words"), first_names=_first_names() if shared else frozenset(),
+                   ambiguous_names=fs("ambiguous_names", False), celebrities=fs("celebrities", False),
+                   compound_suffixes=tuple(sorted(((suf, v) for v, sufs in shared.get("compound_suffixes", {}).items()
+                                                   for suf in sufs), key=lambda x: -len(x[0]))),
+                   compound_exceptions=fs("compound_exceptions"), part_words=fs("part_words"),
+                   gendered_titles=fs("gendered_titles", False), name_titles=fs("name_titles"),
+                   place_prefixes=fs("place_prefixes", False), animals=fs("animals"),
+                   demonym_pid=dem_pid,
+                   agentive_suffixes=tuple(sorted(fs("agentive_suffixes"), key=len, reverse=True)),
+                   agentive_exceptions=fs("agentive_exceptions"), non_person_heads=fs("non_person_heads"),
+                   non_person_head_suffixes=tuple(sorted(fs("non_person_head_suffixes"), key=len, reverse=True)),
+                   person_evidence=fs("person_evidence"))
+
+
+@cache
+def _shared() -> dict:
+    return json.loads((_DATA / "sensitive.json").read_text(encoding="utf-8"))
+
+
+@cache
+def _demonyms() -> dict:
+    return json.loads((_DATA / "demonyms.json").read_text(encoding="utf-8"))["demonyms"]
+
+
+@cache
+def _first_names() -> frozenset:
+    lines = (_DATA / "first_names.txt").read_text(encoding="utf-8").splitlines()
+    return frozenset(x.strip() for x in lines if x.strip() and not x.startswith("#"))
 
 
 def _read_json(path: Path, source: str) -> object:
@@ -318,7 +496,7 @@ def _read_json(path: Path, source: str) -> object:
         raise ExpansionError(f"bad lexicon {source}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _preset(name: str) -> Lexicon:
     path = _DIR / f"{name}.json"
     return parse_lexicon(_read_json(path, f"preset {name!r}"), f"preset {name!r}")
@@ -329,7 +507,7 @@ def _from_file(path: str, mtime_ns: int, size: int) -> Lexicon:
     return parse_lexicon(_read_json(Path(path), path), path)
 
 
-def load_lexicon(lexicon: "str | os.PathLike | Lexicon | None" = None) -> Lexicon:
+def load_lexicon(lexicon: str | os.PathLike | Lexicon | None = None) -> Lexicon:
     """None -> the "default" preset; a preset name; a path to a JSON lexicon; or a Lexicon."""
     if lexicon is None:
         return _preset("default")

@@ -31,6 +31,7 @@ class Handoff:
     sigmas: tuple[float, ...] = field(default_factory=tuple)  # the full schedule, len T+1 (last is 0)
     latent_shape: tuple[int, ...] = ()  # [C, H, W] of every row the cloud returned
     server_report: dict = field(default_factory=dict, compare=False)  # e.g. acceleration statistics
+    request_digest: str = ""  # protocol.request.request_digest of the inputs the cloud sampled with
     version: int = HANDOFF_VERSION
 
     @property
@@ -74,7 +75,7 @@ class Handoff:
         if not isinstance(raw, dict):
             raise ProtocolError("hand-off metadata must be a JSON object")
         known = set(cls.__dataclass_fields__)
-        missing = sorted(known - set(raw) - {"version", "server_report", "latent_shape"})
+        missing = sorted(known - set(raw) - {"version", "server_report", "latent_shape", "request_digest"})
         if missing:
             raise ProtocolError(f"hand-off metadata lacks {missing}: the cloud runs an older ObCLIP pack")
         try:

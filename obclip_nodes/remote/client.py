@@ -5,11 +5,17 @@ client id and prompt id are fresh uuid4 values, drawn independently of the promp
 carries the same headers whichever candidate is real (credentials come from endpoints.py).
 
 Transport, in order: (several URLs: probe each one's queue with GET /prompt, try the shortest first,
-fail over on connection errors) -> preflight (/object_info: the pack or stock nodes, the checkpoint)
--> open the WebSocket -> POST /prompt (any node_errors is a failure) -> follow the WebSocket, relay
-progress, reconnect with the same client id when it drops, poll /history when it is silent ->
-fetch the payload (one binary GET in pack mode, /view per candidate in stock mode) -> verify
-checksum, dtype, shape -> DELETE it on the server.
+fail over on connection errors) -> preflight (/obclip/info or /object_info: the pack or stock nodes,
+the checkpoint) -> open the WebSocket -> POST /prompt (any node_errors is a failure) -> follow the
+WebSocket, relay progress, reconnect with the same client id when it drops, poll /history when it is
+silent -> fetch the payload (one binary GET in pack mode, presenting the request's secret result key:
+the server hands it out once and deletes it; /view per candidate in stock mode) -> verify checksum,
+dtype, shape and the request digest (a result computed for any other request is refused).
+
+Promises: the total timeout covers everything, downloads included; whenever the client gives up after
+its prompt was accepted (timeout, cancel, error), it removes the prompt from the queue, interrupts it
+if it runs, and deletes its result. No redirect is followed (a credential never leaves its server),
+and a cookie the server sets (a load balancer's stickiness) lives for one run only.
 """
 from __future__ import annotations
 
@@ -28,9 +34,9 @@ from ..protocol import CloudRequest, LatentPayload, ProtocolError, decode_payloa
 from ..protocol.payload import DEFAULT_MAX_BYTES, UI_FETCH, UI_NBYTES, UI_ROWS, UI_SHA256, decode_payload_bytes
 from ..protocol import routes
 from ..protocol.request import (SERVER_NODE_IDS, SERVER_RETURN, SERVER_SAMPLER, build_server_prompt,
-                                build_stock_prompt, encode_body, stock_node_ids)
+                                build_stock_prompt, encode_body, new_result_key, stock_node_ids)
 from . import endpoints as ep_mod
-from .endpoints import Endpoint, EndpointError, TOKEN_ENV
+from .endpoints import Endpoint, EndpointError, TOKEN_ENV, URL_ENV
 
 STOCK_NODES = ("CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSamplerAdvanced", "SaveLatent")
 
@@ -90,7 +96,7 @@ class RemoteSettings:
 class CloudResult:
     payload: LatentPayload
     prompt_id: str
-    sent_digest: str              # sha256 of the graph posted, ids excluded: equal for every real candidate
+    sent_digest: str              # sha256 of the graph posted, random ids and key excluded: equal for every real candidate
     bytes_sent: int
     bytes_received: int
     timings: dict = field(default_factory=dict)
@@ -114,6 +120,7 @@ class _Run:
     should_cancel: CancelFn | None
     return_ui: dict | None = None
     reconnects: int = 0
+    result_key: str = ""          # the secret that fetches (and deletes) our result; never logged
 
 
 class CloudClient:
@@ -131,13 +138,19 @@ class CloudClient:
             raise CloudError(str(e)) from None
 
     async def _request(self, s: aiohttp.ClientSession, ep: Endpoint, method: str, path: str, *,
-                       body: bytes | None = None, max_bytes: int | None = None) -> tuple[int, bytes, dict]:
-        headers = dict(ep.headers)
+                       body: bytes | None = None, max_bytes: int | None = None,
+                       extra_headers: dict | None = None) -> tuple[int, bytes, dict]:
+        headers = {**ep.headers, **(extra_headers or {})}
         if body is not None:
             headers["Content-Type"] = "application/json"
             self.bytes_sent += len(body)
         try:
-            async with s.request(method, ep.base + path, data=body, headers=headers, ssl=self._ssl(ep)) as r:
+            async with s.request(method, ep.base + path, data=body, headers=headers, ssl=self._ssl(ep),
+                                 allow_redirects=False) as r:
+                if 300 <= r.status < 400:
+                    raise CloudError(f"the cloud at {ep.base} redirected {method} {path} to "
+                                     f"{r.headers.get('Location', '?')}; redirects are not followed (credentials "
+                                     "stay with their server): give the final URL as server_url")
                 if max_bytes is not None and (r.content_length or 0) > max_bytes:
                     raise CloudError(f"the cloud's latent payload is {r.content_length} bytes, over the "
                                      f"{max_bytes} byte limit; refusing to download it")
@@ -153,12 +166,13 @@ class CloudClient:
                 if r.content_length is not None and len(data) != r.content_length:
                     raise CloudUnreachable(f"the answer from {ep.base}{path} was cut off "
                                            f"({len(data)} of {r.content_length} bytes)")
-                if r.status in (401, 403):
+                if r.status == 401 or (r.status == 403 and path != "/prompt"):
                     raise CloudError(
                         f"the cloud at {ep.base} refused us (HTTP {r.status}: "
-                        f"{'no credentials accepted' if r.status == 401 else 'wrong credentials'}); "
-                        f"credentials used: {ep.auth_source}. Set the bearer token in the environment variable "
-                        f"{TOKEN_ENV} or in the secrets file ({ep_mod.SECRETS_ENV})")
+                        f"{'no credentials accepted' if r.status == 401 else 'wrong credentials'}"
+                        f"{_server_message(data)}); credentials used: {ep.auth_source}. Set the bearer token "
+                        f"for this server in the secrets file ({ep_mod.SECRETS_ENV}, an entry under \"servers\") or "
+                        f"in {TOKEN_ENV} together with {URL_ENV}={ep.base}")
                 return r.status, data, dict(r.headers)
         except aiohttp.ClientConnectorCertificateError as e:
             raise CloudUnreachable(f"the TLS certificate of {ep.base} is not trusted ({e.certificate_error}); "
@@ -224,6 +238,24 @@ class CloudClient:
         return [ep for _, _, ep in sorted(ok, key=lambda t: t[:2])], failed, queues
 
     # ---------------------------------------------------------------- preflight
+    async def _pack_mode(self, s, ep: Endpoint) -> str:
+        """"pack" (the ObCLIP pack answers), "stock" (stock nodes only) or "none" (not a ComfyUI we can use)."""
+        # The pack answers a tiny info route; only without it do we read the (larger) node definitions.
+        info = await self._get_optional(s, routes.INFO, ep)
+        if not info:
+            info, _ = await self._get(s, "/object_info/" + SERVER_SAMPLER, ep)
+        if info.get("pack") == "obclip" or SERVER_SAMPLER in info:
+            return "pack"
+        for name in STOCK_NODES:
+            node, _ = await self._get(s, "/object_info/" + name, ep)
+            if name not in node:
+                return "none"
+        return "stock"
+
+    async def _checkpoints(self, s, ep: Endpoint) -> list | None:
+        names, _ = await self._get(s, "/models/checkpoints", ep)  # just the file names
+        return names if isinstance(names, list) else None
+
     async def preflight(self, s, req: CloudRequest, ep: Endpoint | None = None) -> str:
         """Fail before anything heavy is sent. -> "pack", or "stock" for a cloud without the pack."""
         ep = ep or self._ep
@@ -234,31 +266,52 @@ class CloudClient:
                 raise CloudError(f"the Cloud Partial Sampler points at this same ComfyUI server ({ep.base}); "
                                  "it would wait for itself forever. Point it at the cloud server, or use the "
                                  "ObCLIP Server Sampler node for a local simulation.")
-        # The pack answers a tiny info route; only without it do we read the (larger) node definitions.
-        info = await self._get_optional(s, routes.INFO, ep)
-        if not info:
-            info, _ = await self._get(s, "/object_info/" + SERVER_SAMPLER, ep)
-        if info.get("pack") == "obclip" or SERVER_SAMPLER in info:
-            mode = "pack"
-        elif not self.settings.fallback():
+        mode = await self._pack_mode(s, ep)
+        if mode == "none":
+            raise CloudError(f"the cloud at {ep.base} has neither the ObCLIP pack nor the stock nodes "
+                             f"{list(STOCK_NODES)}; is this a ComfyUI server?")
+        if mode == "stock" and not self.settings.fallback():
             raise CloudError(f"the cloud at {ep.base} does not have the ObCLIP pack (no {SERVER_SAMPLER} node) "
                              f"and the stock-nodes fallback is disabled ({ep_mod.FALLBACK_ENV}=0); install the "
                              "pack on the cloud server and restart it, or enable the fallback")
-        else:
-            missing = []
-            for name in STOCK_NODES:
-                node, _ = await self._get(s, "/object_info/" + name, ep)
-                if name not in node:
-                    missing.append(name)
-            if missing:
-                raise CloudError(f"the cloud at {ep.base} has neither the ObCLIP pack nor the stock nodes "
-                                 f"{missing}; is this a ComfyUI server?")
-            mode = "stock"
-        names, _ = await self._get(s, "/models/checkpoints", ep)  # just the file names
-        if isinstance(names, list) and req.checkpoint not in names:
+        names = await self._checkpoints(s, ep)
+        if names is not None and req.checkpoint not in names:
             raise CloudError(f"the cloud has no checkpoint {req.checkpoint!r}; available: "
                              f"{', '.join(names) if names else '(none)'}")
         return mode
+
+    async def probe(self, url: str, timeout: float = 8.0) -> dict:
+        """What the browser's "test connection" shows, with the same endpoint rules and the same checks
+        as a run's preflight: reachable, credentials accepted, pack or stock nodes, queue, checkpoints.
+        Sends only GETs of public server state; returns a dict, never raises."""
+        out: dict = {"url": url, "reachable": False}
+        try:
+            ep = ep_mod.resolve(url)
+        except EndpointError as e:
+            return {**out, "error": str(e)}
+        out.update(url=ep.base, auth=ep.auth_source)
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout), self._session(timeout) as s:
+                out["queue"] = await self._queue_length(s, ep)
+                out["reachable"], out["latency_ms"] = True, round((time.monotonic() - t0) * 1000)
+                mode = await self._pack_mode(s, ep)
+                out["mode"], out["pack"] = mode, mode == "pack"
+                out["checkpoints"] = await self._checkpoints(s, ep) or []
+        except CloudUnreachable as e:
+            out["error"] = str(e)
+        except CloudError as e:
+            out.update(reachable=True, error=str(e))
+        except TimeoutError:
+            out["error"] = f"no complete answer from {ep.base} within {timeout:g} s"
+        return out
+
+    def _session(self, request_timeout: float | None = None) -> aiohttp.ClientSession:
+        t = request_timeout or self.settings.request_timeout
+        # A load balancer's stickiness cookie must work for IP-address hosts too (unsafe=True); the jar
+        # lives for this session (one run) only.
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=t, sock_read=t),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True))
 
     # ---------------------------------------------------------------- the run
     async def run(self, req: CloudRequest, *, on_progress: ProgressFn | None = None,
@@ -266,21 +319,26 @@ class CloudClient:
         req.validate()
         t0 = time.monotonic()
         eps = self.settings.endpoints()
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.request_timeout,
-                                        sock_read=self.settings.request_timeout)
         attempts: list = []
-        async with aiohttp.ClientSession(timeout=timeout) as s:
-            order, attempts, queues = await self._rank(s, eps)
-            for ep in order:
-                try:
-                    result = await self._run_on(s, ep, req, t0, on_progress, should_cancel)
-                except CloudUnreachable as e:
-                    attempts.append([ep.base, str(e)])
-                    if should_cancel and should_cancel():
-                        raise CloudCancelled("cancelled") from None
-                    continue
-                result.attempts, result.timings["queues"] = attempts, queues
-                return result
+        try:
+            # The total timeout holds for everything, a slow download included; on expiry the run being
+            # followed cleans up after itself (see _run_on) before the error is raised.
+            async with asyncio.timeout(self.settings.total_timeout), self._session() as s:
+                order, attempts, queues = await self._rank(s, eps)
+                for ep in order:
+                    try:
+                        result = await self._run_on(s, ep, req, t0, on_progress, should_cancel)
+                    except CloudUnreachable as e:
+                        attempts.append([ep.base, str(e)])
+                        if should_cancel and should_cancel():
+                            raise CloudCancelled("cancelled") from None
+                        continue
+                    result.attempts, result.timings["queues"] = attempts, queues
+                    return result
+        except TimeoutError:
+            raise CloudError(f"the cloud did not finish within the total timeout of "
+                             f"{self.settings.total_timeout:g} s (download included); raise timeout_s or lower "
+                             "N/steps") from None
         if len(attempts) == 1:
             raise CloudError(attempts[0][1])
         raise CloudError("no cloud server could run the request: " + "; ".join(f"{u}: {m}" for u, m in attempts))
@@ -292,11 +350,16 @@ class CloudClient:
         t1 = time.monotonic()
         mode = await self.preflight(s, req, ep)
         timings["preflight_s"] = time.monotonic() - t1
-        graph = build_server_prompt(req) if mode == "pack" else build_stock_prompt(req)
+        # Fresh random values per run, drawn independently of the prompt: ids, and the result key whose
+        # hash goes with the request and whose secret alone fetches the result.
+        secret, key_hash = new_result_key()
+        graph = build_server_prompt(req, key_hash) if mode == "pack" else build_stock_prompt(req)
         client_id, prompt_id = uuid.uuid4().hex, str(uuid.uuid4())
         body = encode_body({"prompt": graph, "client_id": client_id, "prompt_id": prompt_id})
-        run = _Run(ep, prompt_id, client_id, t0 + self.settings.total_timeout, on_progress, should_cancel)
+        run = _Run(ep, prompt_id, client_id, t0 + self.settings.total_timeout, on_progress, should_cancel,
+                   result_key=secret)
         ws = await self._ws_connect(s, run)
+        accepted = False
         try:
             status, answer = await self._json(s, ep, "POST", "/prompt", body)
             if status == 413:
@@ -304,24 +367,27 @@ class CloudClient:
                                  "--max-upload-size); raise that limit on the server or reduce N")
             if status != 200 or answer.get("node_errors") or "error" in answer:
                 raise CloudError(f"the cloud rejected the request: {_describe_rejection(answer)}")
+            accepted = True
             ws = await self._follow(s, ws, run)
-        except asyncio.CancelledError:
-            await self._cancel(s, ep, prompt_id)
-            raise
-        except CloudCancelled:
+            await ws.close()
+            ws = None
+            timings["remote_run_s"] = time.monotonic() - t1 - timings["preflight_s"]
+            t2 = time.monotonic()
+            if mode == "pack":
+                payload = await self._fetch_pack(s, run, req)
+            else:
+                payload = await self._fetch_stock(s, run, req)
+            timings["fetch_s"] = time.monotonic() - t2
+        except BaseException:
+            if accepted:  # we give up on an accepted prompt: leave nothing running or stored on the cloud
+                await self._give_up(s, run)
             raise
         finally:
             if ws is not None:
                 await ws.close()
-        timings["remote_run_s"] = time.monotonic() - t1 - timings["preflight_s"]
-        t2 = time.monotonic()
-        if mode == "pack":
-            payload = await self._fetch_pack(s, run, req)
-        else:
-            payload = await self._fetch_stock(s, run, req)
-        timings["fetch_s"] = time.monotonic() - t2
         timings["total_s"] = time.monotonic() - t0
-        return CloudResult(payload=payload, prompt_id=prompt_id, sent_digest=graph_digest(graph),
+        public = build_server_prompt(req) if mode == "pack" else graph  # without the random result key
+        return CloudResult(payload=payload, prompt_id=prompt_id, sent_digest=graph_digest(public),
                            bytes_sent=self.bytes_sent, bytes_received=self.bytes_received, timings=timings,
                            server=ep.base, mode=mode, reconnects=run.reconnects)
 
@@ -345,10 +411,8 @@ class CloudClient:
         down_since: float | None = None
         while True:
             if run.should_cancel and run.should_cancel():
-                await self._cancel(s, run.ep, run.prompt_id)
                 raise CloudCancelled("cancelled: the remote prompt was interrupted (only ours)")
             if time.monotonic() > run.deadline:
-                await self._cancel(s, run.ep, run.prompt_id)
                 raise CloudError(f"the cloud did not finish within the total timeout of "
                                  f"{self.settings.total_timeout:g} s; raise timeout_s or lower N/steps")
             if ws is None or ws.closed:
@@ -460,10 +524,11 @@ class CloudClient:
             if announced > self.settings.max_payload_bytes:
                 raise CloudError(f"the cloud announced a {announced} byte payload, over the "
                                  f"{self.settings.max_payload_bytes} byte limit; refusing to download it")
-            status, raw, _ = await self._request(s, run.ep, "GET", path, max_bytes=self.settings.max_payload_bytes)
+            status, raw, _ = await self._request(s, run.ep, "GET", path, max_bytes=self.settings.max_payload_bytes,
+                                                 extra_headers={routes.RESULT_KEY_HEADER: run.result_key})
             if status == 404:
-                raise CloudError("the cloud no longer holds our result (restarted, expired or fetched already); "
-                                 "run again")
+                raise CloudError("the cloud no longer holds our result (restarted, expired, or fetched already: "
+                                 "only the first fetch with the request's key succeeds); run again")
             if status != 200:
                 raise CloudError(f"the cloud answered HTTP {status} for our result")
             if len(raw) != announced:
@@ -473,10 +538,11 @@ class CloudClient:
                                            max_bytes=self.settings.max_payload_bytes, expected_hw=hw)
         except ProtocolError as e:
             raise CloudError(str(e)) from None
-        try:  # the server keeps nothing once we have it
-            await self._request(s, run.ep, "DELETE", path)
-        except CloudError:
-            pass
+        if payload.handoff.request_digest != req.digest():
+            raise CloudError("the cloud returned a result computed for a different request (its request digest "
+                             f"{payload.handoff.request_digest[:12] or 'is missing'}, ours {req.digest()[:12]}): it "
+                             "was swapped or the cloud runs an older ObCLIP pack. Nothing was used; run again, and "
+                             "tell the cloud's operator if it repeats")
         return payload
 
     async def _fetch_stock(self, s, run: _Run, req: CloudRequest) -> LatentPayload:
@@ -518,13 +584,33 @@ class CloudClient:
                              f"{handoff.family} with {handoff.latent_channels}")
         return LatentPayload(latents=latents, handoff=handoff, sha256=digest.hexdigest(), nbytes=total)
 
-    async def _cancel(self, s, ep: Endpoint, prompt_id: str) -> None:
-        # Only our own prompt: /interrupt with a prompt_id is a no-op for anyone else's.
-        for path, payload in (("/queue", {"delete": [prompt_id]}), ("/interrupt", {"prompt_id": prompt_id})):
-            try:
-                await self._request(s, ep, "POST", path, body=encode_body(payload))
-            except CloudError:
-                pass
+    async def _give_up(self, s, run: _Run) -> None:
+        """Dequeue and interrupt our prompt (only ours: /interrupt with a prompt_id is a no-op for anyone
+        else's) and delete its result, or tell the server to discard it should it still be produced.
+        Bounded, and never raises: the error that made us give up is the one to report."""
+        calls = (("POST", "/queue", encode_body({"delete": [run.prompt_id]}), None),
+                 ("POST", "/interrupt", encode_body({"prompt_id": run.prompt_id}), None),
+                 ("DELETE", routes.result_path(run.prompt_id), None, {routes.RESULT_KEY_HEADER: run.result_key}))
+
+        async def all_calls():
+            for method, path, body, extra in calls:
+                try:
+                    await self._request(s, run.ep, method, path, body=body, extra_headers=extra)
+                except CloudError:
+                    pass
+        try:
+            await asyncio.wait_for(all_calls(), timeout=min(5.0, self.settings.request_timeout))
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass
+
+
+def _server_message(data: bytes) -> str:
+    try:
+        err = json.loads(data).get("error")
+        msg = err.get("message") if isinstance(err, dict) else err
+    except (ValueError, AttributeError):
+        return ""
+    return f", {msg}" if isinstance(msg, str) and msg else ""
 
 
 def graph_digest(graph: dict) -> str:

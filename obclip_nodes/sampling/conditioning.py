@@ -29,3 +29,10 @@ def encode_batch(clip, texts) -> list:
     if all(p is not None for p in pooled):
         extra["pooled_output"] = torch.cat(pooled)
     return [[torch.cat([_repeat_to(c, tokens) for c in conds]), extra]]
+
+
+def encode_prompt_pair(clip, prompt: str, negative: str) -> tuple[list, list]:
+    """(positive, negative) for one real prompt on the device: the Device Finisher's own text encoding,
+    and what ObCLIP Encode Real Prompt outputs, so a conditioning chain in between starts from the same
+    tensors."""
+    return encode_batch(clip, [prompt]), encode_batch(clip, [negative])

@@ -213,7 +213,7 @@ def test_privacy_badge_for_a_prompt_with_two_attributes(page):
     page.wait_for_function(f"() => ({node_by_type(page, 'ObCLIPCandidateExpander')}).obclipBadge?.text"
                            "?.includes('age')", timeout=20_000)
     badge = page.evaluate(f"() => ({node_by_type(page, 'ObCLIPCandidateExpander')}).obclipBadge")
-    assert badge["text"].startswith("🔒 protects: "), badge
+    assert badge["text"].startswith("✔ protected: "), badge
     assert "age" in badge["text"] and "gender" in badge["text"] and "N = 6" in badge["text"], badge
     assert badge["level"] in ("ok", "warn")
     shot(page, "badge-two-attributes")

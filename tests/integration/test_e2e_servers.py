@@ -82,9 +82,13 @@ def cloud_entries(cloud: ComfyServer) -> list[dict]:
 
 
 def public_view(entry: dict) -> str:
-    """The cloud's record of one request, minus the random client id and the server's timestamp."""
+    """The cloud's record of one request, minus the random client id, the random result key (its hash;
+    fresh per request like the prompt id) and the server's timestamp."""
     extra = {k: v for k, v in entry["prompt"][3].items() if k not in ("client_id", "create_time")}
-    return json.dumps({"prompt": entry["prompt"][2], "extra": extra, "outputs": entry["prompt"][4]}, sort_keys=True)
+    graph = copy.deepcopy(entry["prompt"][2])
+    key = graph["3"]["inputs"].pop("result_key_sha256")
+    assert len(key) == 64
+    return json.dumps({"prompt": graph, "extra": extra, "outputs": entry["prompt"][4]}, sort_keys=True)
 
 
 def test_hybrid_workflow_end_to_end_and_what_the_cloud_saw(servers):

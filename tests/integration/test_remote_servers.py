@@ -95,11 +95,20 @@ def bare(tmp_path_factory, ckpt, cert):
 
 
 @pytest.fixture(autouse=True)
-def client_env(monkeypatch, tmp_path):
+def client_env(monkeypatch, tmp_path, request):
     monkeypatch.setenv("OBCLIP_CLOUD_TOKEN", TOKEN)
+    # the token is scoped to the cloud (and the recording proxies in front of it, see scope_to)
+    monkeypatch.setenv("OBCLIP_CLOUD_URL", request.getfixturevalue("cloud").url
+                       if "cloud" in request.fixturenames else "http://127.0.0.1:1")
     monkeypatch.setenv("HOME", str(tmp_path))
-    for k in ("OBCLIP_SECRETS_FILE", "OBCLIP_CLOUD_BASIC", "OBCLIP_CLOUD_CA_FILE", "OBCLIP_STOCK_FALLBACK"):
+    for k in ("OBCLIP_SECRETS_FILE", "OBCLIP_CLOUD_BASIC", "OBCLIP_CLOUD_CA_FILE", "OBCLIP_STOCK_FALLBACK",
+              "OBCLIP_CLOUD_ALLOW_HTTP"):
         monkeypatch.delenv(k, raising=False)
+
+
+def scope_to(*urls: str) -> None:
+    import os
+    os.environ["OBCLIP_CLOUD_URL"] = ",".join(urls)  # restored by monkeypatch after the test
 
 
 def request(ckpt, candidates=("a photo of a woman", "a photo of a man"), **kw) -> CloudRequest:
@@ -133,6 +142,8 @@ def normalise(records: list[dict], ids: list[str]) -> bytes:
                            "body": r["body"].decode("utf-8", "replace")}, sort_keys=True)
         for i, rid in enumerate(ids):
             text = text.replace(rid, f"<random id {i}>")
+        # the result key (its hash in the request, the secret on the fetch): random per run, like the ids
+        text = re.sub(r"[0-9a-f]{64}", "<random key>", text)
         out.append(text)
     return "\n".join(out).encode()
 
@@ -146,6 +157,7 @@ def test_wire_bytes_are_identical_for_every_real_candidate(cloud, ckpt):
     async def record_all():
         seen, ids = [], []
         async with RecordingProxy(cloud.url) as proxy:
+            scope_to(cloud.url, proxy.url)
             for real in variants:  # each variant in turn is the user's real prompt
                 exp = expand_prompt(real)
                 assert exp.candidates[exp.real_index] == real
@@ -163,7 +175,8 @@ def test_wire_bytes_are_identical_for_every_real_candidate(cloud, ckpt):
     seen, ids = asyncio.run(record_all())
     assert all(s == seen[0] for s in seen), "the cloud received different bytes for different real candidates"
     wire = seen[0].decode()
-    for what in ("POST", "clientId=<random id 0>", "/obclip/result/<random id 1>", "Authorization", "Upgrade"):
+    for what in ("POST", "clientId=<random id 0>", "/obclip/result/<random id 1>", "Authorization", "Upgrade",
+                 '"result_key_sha256\\":\\"<random key>', '"X-ObCLIP-Result-Key", "<random key>"'):
         assert what in wire
     assert "extra_pnginfo" not in wire and "workflow" not in wire
     # random ids: fresh per run, uuid-shaped, never derived from the prompt
@@ -179,7 +192,8 @@ def test_server_token_auth_guards_every_route(cloud, ckpt, monkeypatch):
         assert cloud.status(path) == 401, path
         assert cloud.status(path, {"Authorization": "Bearer wrong"}) == 403, path
     assert cloud.status("/prompt", {"Authorization": f"Bearer {TOKEN}"}) == 200
-    assert cloud.status("/obclip/result/x", {"Authorization": f"Bearer {TOKEN}"}) == 404  # the route exists
+    assert cloud.status("/obclip/result/x", {"Authorization": f"Bearer {TOKEN}"}) == 400  # no key: told to send it
+    assert cloud.status("/obclip/result/x", {"Authorization": f"Bearer {TOKEN}", "X-ObCLIP-Result-Key": "k"}) == 404
     monkeypatch.delenv("OBCLIP_CLOUD_TOKEN")
     with pytest.raises(CloudError, match="HTTP 401.*OBCLIP_CLOUD_TOKEN"):
         run(cloud.url, request(ckpt))
@@ -228,6 +242,7 @@ def test_n_larger_than_the_server_accepts(cloud, ckpt):
 def test_socket_drop_resumes_by_prompt_id(cloud, ckpt):
     async def go():
         async with RecordingProxy(cloud.url) as proxy:
+            scope_to(cloud.url, proxy.url)
             proxy.drop_ws_after = "execution_start"
             r = await CloudClient(RemoteSettings(proxy.url, request_timeout=10, total_timeout=240)).run(
                 request(ckpt, VARIANTS))  # cached: the drop lands right before the end, resumed over HTTP

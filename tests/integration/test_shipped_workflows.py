@@ -15,9 +15,11 @@ pytestmark = pytest.mark.servers
 
 API_DIR = REPO / "workflows" / "api"
 API_FILES = sorted(API_DIR.glob("*.json"))
-MODEL_COMBOS = {"ckpt_name", "vae_name", "lora_name", "unet_name", "clip_name", "control_net_name", "model_folder"}
-EXPECTED = {"obclip_hybrid", "obclip_hybrid_bk_sdm", "obclip_sdxl_koala", "obclip_lcm_sdxl_koala", "obclip_local_simulation",
-            "obclip_cloud_operator", "obclip_miniworld"}
+MODEL_COMBOS = {"ckpt_name", "vae_name", "lora_name", "unet_name", "clip_name", "control_net_name",
+                "model_folder", "image"}  # the user's own files
+EXPECTED = {"obclip_hybrid", "obclip_hybrid_bk_sdm", "obclip_sdxl_koala", "obclip_lcm_sdxl_koala",
+            "obclip_local_simulation", "obclip_cloud_operator", "obclip_miniworld", "obclip_device_controlnet",
+            "obclip_device_custom_sampler"}
 
 
 def validate(api: dict, info: dict) -> list[str]:

@@ -92,10 +92,15 @@ def test_leak_warnings():
     assert "laugh lines" not in w           # age is not protected here: nothing to weaken
     e = expand_prompt("an old man with laugh lines")
     assert any("'laugh lines' correlates with age" in x for x in e.leak_warnings)
-    e = expand_prompt("Mrs Smith, a Latina teenage girl")
-    w = " | ".join(e.leak_warnings)
-    assert "'Mrs' gives away gender" in w and "'Latina' gives away gender" in w and "'teenage' gives away age" in w
-    assert "'girl/boy' implies age" in w
+    # words that give an attribute away are no longer warnings: they are swapped (snapped) or refused
+    with pytest.raises(ExpansionError, match=r"'Mrs' \(gender\)") as ei:
+        expand_prompt("Mrs Smith, a Latina teenage girl")
+    assert "Latina" not in str(ei.value) and "teenage" not in str(ei.value)   # those two are swapped
+    e = expand_prompt("Mrs Smith, a Latina teenage girl", allow_unprotected=True)
+    assert e.outcome == "allowed" and [f.word for f in e.unprotected] == ["Mrs", "Smith"]   # title + surname
+    assert "'Latina' -> 'Hispanic' (ethnicity: hispanic)" in e.normalisations
+    assert "'teenage' -> 'young' (age: young)" in e.normalisations
+    assert "'girl/boy' implies age" in " | ".join(expand_prompt("a girl").leak_warnings)
     e = expand_prompt("a woman holding a black cat")
     assert any("'black' (ethnicity) was left unchanged" in x for x in e.leak_warnings)
     assert expand_prompt("a black cat").leak_warnings == ()
@@ -125,20 +130,26 @@ def test_server_learns_mentions_what_leaks():
 
 
 def test_leak_warnings_and_server_learns_do_not_depend_on_the_real_candidate():
-    for p in ["a young girl with a beard", "Mrs Smith and her grandson", "an old woman holding a black cat"]:
+    for p in ["a young girl with a beard", "a lady and her grandson", "an old woman holding a black cat"]:
         e = expand_prompt(p)
         assert len({(expand_prompt(c).leak_warnings, expand_prompt(c).server_learns) for c in e.candidates}) == 1
 
 
 def test_privacy_package_is_stdlib_only():
+    """At import time: only the standard library (the optional model flagger imports transformers when
+    a flagger is built, inside a function)."""
     import ast
     import sys
     from pathlib import Path
 
     import obclip_nodes.privacy as pkg
 
+    lazy = []
     for f in Path(pkg.__file__).parent.glob("*.py"):
-        for node in ast.walk(ast.parse(f.read_text())):
+        tree = ast.parse(f.read_text())
+        in_function = {id(n) for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+                       for n in ast.walk(fn)}
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
@@ -146,4 +157,9 @@ def test_privacy_package_is_stdlib_only():
             else:
                 continue
             for name in names:
+                if id(node) in in_function:
+                    lazy.append((f.name, name))
+                    continue
                 assert name.split(".")[0] in sys.stdlib_module_names or name == "__future__", (f.name, name)
+    assert ("flagger.py", "transformers") in lazy
+    assert all(name.split(".")[0] in sys.stdlib_module_names or name == "transformers" for _, name in lazy), lazy

@@ -111,3 +111,35 @@ def test_capitalisation_styles_are_unambiguous():
     assert eth.styles == ("natural", "lower", "upper")       # title == natural for "Asian"
     noun = next(p for p in lex.paradigms if p.forms.get("female") == "woman")
     assert noun.styles == ("natural", "title", "upper")      # lower == natural
+
+
+def test_shared_demonyms_belong_to_the_most_populous_living_country():
+    """A demonym that several country records share resolves to the most populous of them (never a
+    withdrawn country such as Serbia and Montenegro); checked over the whole generated table."""
+    from obclip_nodes.privacy.lexicon import _DATA
+
+    table = json.loads((_DATA / "demonyms.json").read_text(encoding="utf-8"))["demonyms"]
+    shared = {w: row for w, row in table.items() if row.get("also")}
+    assert {"Indian", "Chinese", "Congolese", "French", "American", "Serbian"} <= set(shared)
+    for word, row in shared.items():
+        assert row["country"] != "Serbia and Montenegro", word
+        if row["country"] not in ("Serbia", "Montenegro"):
+            assert all(row["population"] >= pop for pop in row["also"].values()), (word, row)
+    assert table["Indian"]["country"] == "India"
+    assert table["Congolese"]["country"] == "Democratic Republic of the Congo"
+    assert table["Dominican"]["country"] == "Dominican Republic"
+    assert table["American"]["country"] == "United States"
+
+
+@pytest.mark.parametrize("word,value", [("Indian", "asian"), ("Chinese", "asian"), ("Congolese", "black"),
+                                        ("Dominican", "hispanic"), ("Guinean", "black"), ("French", "white"),
+                                        ("Serbian", "white"), ("Montenegrin", "white"), ("Norwegian", "white")])
+def test_colliding_demonyms_snap_to_the_main_country(word, value):
+    e = expand_prompt(f"a {word} woman reading")
+    assert "ethnicity" in e.attributes
+    assert any(f"(ethnicity: {value})" in n for n in e.normalisations), e.normalisations
+
+
+def test_demonym_without_a_value_fails_closed():
+    with pytest.raises(ExpansionError, match="Samoan"):
+        expand_prompt("a Samoan woman reading")

@@ -135,3 +135,41 @@ def test_candidate_order_is_value_order(p):
         assert first.real_index == 0
         last = expand_prompt(e.candidates[-1])
         assert last.real_index == e.n - 1
+
+
+# ---- the fail-closed vocabulary: snaps, nationalities, numeric ages, tags, names, sensitive words
+SNAPS = ["teenage", "Nigerian", "Chinese", "korean", "Latina", "Caucasian", "senior", "elderly", "toddler", "kids",
+         "30-year-old", "45 yo", "aged 70", ", 65", "in her 40s", "in his late fifties", "little old", "mature",
+         "African American", "Asian-American", "South Asian", "1girl", "2boys", "solo", "guy", "fireman", "grandpa"]
+SENSITIVE = ["Muslim", "blind", "gay", "fat", "Sarah", "Taylor Swift", "Mrs", "postman", "American", "of color",
+             "wheelchair", "rabbi", "--no man"]
+
+
+@st.composite
+def fail_closed_prompt(draw):
+    pool = SNAPS + GENDER_NOUNS + AGE + GENDER_ADJ + PRONOUNS + FILLER + SENSITIVE
+    words = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=7))
+    seps = draw(st.lists(st.sampled_from(SEPS), min_size=len(words), max_size=len(words)))
+    return "".join(w + s for w, s in zip(words, seps)).strip(" ,;.-(") or "x"
+
+
+@settings(max_examples=250, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(fail_closed_prompt(), st.booleans())
+def test_closure_with_snaps_and_refusals(p, allow):
+    """Whatever the outcome, a prompt that is not refused keeps the core property, and a refusal is an
+    ExpansionError with a message that names words -- never another exception."""
+    try:
+        e = expand_prompt(p, allow_unprotected=allow)
+    except ExpansionError as err:
+        assert str(err)
+        return
+    verify_closure(p) if not e.unprotected else verify_closure_allowed(p)
+    assert e.outcome in ("protected", "allowed")
+    assert (e.outcome == "allowed") == bool(e.unprotected)
+
+
+def verify_closure_allowed(p):
+    e = expand_prompt(p, allow_unprotected=True)
+    for i, c in enumerate(e.candidates):
+        f = expand_prompt(c, allow_unprotected=True)
+        assert f.candidates == e.candidates and f.real_index == i and f.public_view() == e.public_view(), (p, c)

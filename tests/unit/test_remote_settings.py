@@ -15,11 +15,15 @@ def test_urls_and_websocket_urls():
         RemoteSettings("127.0.0.1:8188").base()
 
 
-def test_token_comes_from_the_environment_only(monkeypatch):
-    monkeypatch.delenv("OBCLIP_CLOUD_TOKEN", raising=False)
-    assert RemoteSettings("http://h").headers() == {}
+def test_token_comes_from_the_environment_only_for_its_own_server(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for k in ("OBCLIP_CLOUD_TOKEN", "OBCLIP_CLOUD_URL", "OBCLIP_SECRETS_FILE", "OBCLIP_CLOUD_ALLOW_HTTP"):
+        monkeypatch.delenv(k, raising=False)
+    assert RemoteSettings("https://h").headers() == {}
     monkeypatch.setenv("OBCLIP_CLOUD_TOKEN", "s3cret")
-    assert RemoteSettings("http://h").headers() == {"Authorization": "Bearer s3cret"}
+    monkeypatch.setenv("OBCLIP_CLOUD_URL", "https://h")
+    assert RemoteSettings("https://h").headers() == {"Authorization": "Bearer s3cret"}
+    assert RemoteSettings("https://other").headers() == {}
 
 
 def test_acceleration_settings_validate_and_report_honestly():

@@ -1,0 +1,120 @@
+"""The Candidate Expander's privacy badge in its three states, in the real frontend (Debian's Chromium via
+Playwright, a real ComfyUI 0.3.75 with the pack): protected (green), refused (slate: nothing is sent) and
+explicitly allowed (red, listing the words the server reads). Screenshots: tests/browser/artifacts/badge-*.png
+(the committed copies in docs/images/ come from this test)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from obclip_nodes.harness.servers import ComfyServer, prepare_base
+
+from .test_ui import ARTIFACTS, CHROMIUM, FLAGS, _frontend_root
+
+pytestmark = pytest.mark.servers
+
+PROTECTED = "portrait photo of a young Asian woman, wearing a yellow shirt, blue background"
+SENSITIVE = "portrait photo of a Muslim woman wearing a hijab, soft light"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = prepare_base(tmp_path_factory.mktemp("badge"))     # the expander needs no models
+    settings = base / "user" / "default"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+    with ComfyServer("badge", base, extra_args=["--front-end-root", _frontend_root()]) as s:
+        s.require_nodes("ObCLIPCandidateExpander")
+        yield s
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium (scripts/setup.sh)")
+    from playwright.sync_api import sync_playwright
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        pg = browser.new_page(viewport={"width": 1300, "height": 760})
+        pg.goto(server.url, wait_until="domcontentloaded", timeout=90_000)
+        pg.wait_for_function("() => window.app?.graph && window.LiteGraph && "
+                             "window.app.extensions?.some(e => e.name === 'obclip.nodes')", timeout=90_000)
+        pg.evaluate("""() => {
+          window.app.graph.clear();
+          const n = window.LiteGraph.createNode('ObCLIPCandidateExpander');
+          n.pos = [30, 150]; n.size = [760, 330];
+          window.app.graph.add(n);
+          window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [90, 20];
+          window.obclipNode = n;
+          const strips = [...document.querySelectorAll('div')].filter(el => el.innerText?.includes('Introducing')
+              && el.getBoundingClientRect().height < 80);
+          if (strips.length) strips[0].style.display = 'none';
+        }""")
+        yield pg
+        browser.close()
+
+
+def _set(page, prompt: str, allow: bool) -> dict:
+    page.evaluate("""([p, a]) => {
+      const n = window.obclipNode;
+      n.widgets.find(w => w.name === 'prompt').value = p;
+      n.widgets.find(w => w.name === 'allow_unprotected').value = a;
+      n.obclipBadge = null;
+    }""", [prompt, allow])
+    page.wait_for_function("() => window.obclipNode.obclipBadge?.text", timeout=20_000)
+    page.evaluate("() => window.app.canvas.setDirty(true, true)")
+    page.wait_for_timeout(400)
+    return page.evaluate("""() => {
+      const n = window.obclipNode, ds = window.app.canvas.ds, r = window.devicePixelRatio || 1;
+      const th = window.LiteGraph.NODE_TITLE_HEIGHT ?? 30;
+      // a pixel inside the badge, left of its text: the badge is drawn from x = 0, y = -title - 24 (20 high)
+      const x = (n.pos[0] + 3 + ds.offset[0]) * ds.scale * r, y = (n.pos[1] - th - 14 + ds.offset[1]) * ds.scale * r;
+      const px = Array.from(window.app.canvas.canvas.getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3));
+      return {...n.obclipBadge, status: n.obclipStatus, pixel: px};
+    }""")
+
+
+def _close(rgb, hex_colour: str) -> bool:
+    want = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return all(abs(a - b) <= 12 for a, b in zip(rgb, want))
+
+
+def _shot(page, name: str) -> Path:
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), clip={"x": 60, "y": 50, "width": 900, "height": 470})
+    docs = Path(__file__).resolve().parents[2] / "docs" / "images"
+    if docs.is_dir() and os.environ.get("OBCLIP_UPDATE_DOC_IMAGES") == "1":
+        shutil.copy(path, docs / path.name)
+    return path
+
+
+def test_badge_protected(page):
+    b = _set(page, PROTECTED, False)
+    assert b["outcome"] == "protected" and b["level"] in ("ok", "warn"), b
+    assert b["text"].startswith("✔ protected: age, ethnicity, gender · N = 30"), b
+    assert "Outcome: protected" in b["status"]
+    assert _close(b["pixel"], "#2e7d32") or _close(b["pixel"], "#b26a00"), b["pixel"]
+    _shot(page, "badge-protected")
+
+
+def test_badge_refused(page):
+    b = _set(page, SENSITIVE, False)
+    assert b["outcome"] == "refused" and b["level"] == "refused", b
+    assert "REFUSED" in b["text"] and "Muslim (religion)" in b["text"], b
+    assert "REFUSED (preview): nothing will be sent" in b["status"] and "'Muslim' (religion)" in b["status"]
+    assert _close(b["pixel"], "#37474f"), b["pixel"]
+    _shot(page, "badge-refused")
+
+
+def test_badge_explicitly_allowed_is_red(page):
+    b = _set(page, SENSITIVE, True)
+    assert b["outcome"] == "allowed" and b["level"] == "allowed", b
+    assert "UNPROTECTED" in b["text"] and "Muslim (religion)" in b["text"] and "N = 2" in b["text"], b
+    assert _close(b["pixel"], "#d50000"), b["pixel"]                # red
+    assert "ALLOWED UNPROTECTED" in b["status"]
+    _shot(page, "badge-allowed")

@@ -1,0 +1,64 @@
+"""Two cloud workers behind Debian's haproxy, started here, with 8 concurrent clients of two tenants:
+every result arrives at the client that asked for it, and results stay bound to their requester.
+Throughput numbers live in the bench (python -m obclip_nodes.bench balancer), not here."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from obclip_nodes.harness.balancer import HAProxy, many_clients, mini_plans
+from obclip_nodes.harness.servers import ComfyServer, prepare_base
+
+pytestmark = pytest.mark.servers
+OPERATOR, ALICE, BOB = "lb-operator-0123456789abcdef", "lb-alice-0123456789abcdef", "lb-bob-0123456789abcdef"
+CLIENTS, RUNS = 8, 2
+
+
+def test_two_workers_behind_haproxy_every_result_arrives(tmp_path, monkeypatch):
+    tenants = tmp_path / "tenants.json"
+    tenants.write_text(json.dumps({"operator": OPERATOR, "clients": {"alice": ALICE, "bob": BOB}}))
+
+    class Worker(ComfyServer):
+        def get(self, path, timeout=10.0):
+            import urllib.request
+            r = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {OPERATOR}"})
+            with urllib.request.urlopen(r, timeout=timeout) as resp:
+                return json.loads(resp.read() or b"{}")
+
+    # one CPU thread per worker (one GPU per worker in production); two workers share this machine
+    env = {"OBCLIP_SERVER_TENANTS_FILE": str(tenants), "OBCLIP_MINIWORLD": "1", "OMP_NUM_THREADS": "1"}
+    workers = [Worker(f"w{i}", prepare_base(tmp_path / f"w{i}"), env=env) for i in range(2)]
+    try:
+        for w in workers:
+            w.start()
+        with HAProxy([w.url for w in workers], tmp_path) as lb:
+            # each tenant's token is scoped to the balancer's URL; the two tenants run side by side
+            plan = mini_plans(CLIENTS, RUNS)
+            # two tenants side by side; each token is scoped to its own name of the balancer
+            secrets = tmp_path / "secrets.json"
+            bob_url = lb.url.replace("127.0.0.1", "localhost")
+            secrets.write_text(json.dumps({"servers": {lb.url: {"token": ALICE}, bob_url: {"token": BOB}}}))
+            monkeypatch.setenv("OBCLIP_SECRETS_FILE", str(secrets))
+            for k in ("OBCLIP_CLOUD_TOKEN", "OBCLIP_CLOUD_URL", "OBCLIP_CLOUD_BASIC"):
+                monkeypatch.delenv(k, raising=False)
+
+            async def both():
+                groups = await asyncio.gather(
+                    many_clients(lb.url, plan[: CLIENTS // 2], request_timeout=60, total_timeout=600),
+                    many_clients(bob_url, plan[CLIENTS // 2:], request_timeout=60, total_timeout=600))
+                return [r for group in groups for r in group]
+            results = asyncio.run(both())
+            served = [len(w.get("/history")) for w in workers]
+    finally:
+        for w in workers:
+            w.stop()
+    flat = [(plan, res) for plans_c, res_c in zip(plan, results) for plan, res in zip(plans_c, res_c)]
+    lost = [str(r) for _, r in flat if isinstance(r, Exception)]
+    assert lost == [], lost
+    assert len(flat) == CLIENTS * RUNS
+    for req, res in flat:  # each result is the one computed for its own request (the digest inside the payload)
+        assert res.payload.latents.shape[0] == len(req.candidates)
+        assert res.payload.handoff.request_digest == req.digest() and res.payload.handoff.seed == req.seed
+    assert all(n > 0 for n in served) and sum(served) == CLIENTS * RUNS, served  # both workers ran runs
