@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-COLUMN_W, ROW_H = 420, 60
+COLUMN_W, ROW_H = 500, 60  # room for frontends that widen a node to fit its title (1.49.6)
 # Outputs that newer ComfyUI hosts added to stock nodes (0.33 made the save nodes pass their input through).
 # Left out of the UI files while unlinked, so one file fits every supported host: frontends add a node's
 # outputs from its definition when they load it (tests/browser checks this on both frontends).

@@ -41,12 +41,23 @@ def device(tmp_path_factory, workflow_checkpoints, workflow_diffusers):
     (base / "models" / "diffusers").mkdir(parents=True, exist_ok=True)
     for name, folder in workflow_diffusers.items():
         (base / "models" / "diffusers" / name).symlink_to(folder)
+    # ControlNet files the device-side workflow names: only listed here (never queued in the browser), and
+    # there is no ControlNet test model, so an empty safetensors file stands in for the installed model
+    import safetensors.torch
+    for name in controlnet_names():
+        (base / "models" / "controlnet").mkdir(parents=True, exist_ok=True)
+        safetensors.torch.save_file({}, str(base / "models" / "controlnet" / name))
     settings = base / "user" / "default"
     settings.mkdir(parents=True, exist_ok=True)  # a returning user: no first-run template dialog
     (settings / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
     with ComfyServer("browser-device", base, extra_args=["--front-end-root", _frontend_root()]) as s:
         s.require_nodes("ObCLIPCandidateExpander", "ObCLIPServerSampler")
         yield s
+
+
+def controlnet_names() -> set[str]:
+    return {n["inputs"]["control_net_name"] for p in (REPO / "workflows" / "api").glob("*.json")
+            for n in json.loads(p.read_text()).values() if isinstance(n["inputs"].get("control_net_name"), str)}
 
 
 def host_version() -> str:
