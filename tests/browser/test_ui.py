@@ -47,6 +47,12 @@ def device(tmp_path_factory, workflow_checkpoints, workflow_diffusers):
     for name in controlnet_names():
         (base / "models" / "controlnet").mkdir(parents=True, exist_ok=True)
         safetensors.torch.save_file({}, str(base / "models" / "controlnet" / name))
+    # input images the shipped workflows load (LoadImage), as a user who has them would
+    from PIL import Image
+    for p in (REPO / "workflows" / "api").glob("*.json"):
+        for n in json.loads(p.read_text()).values():
+            if n["class_type"] == "LoadImage":
+                Image.new("RGB", (64, 64), (128, 96, 64)).save(base / "input" / n["inputs"]["image"])
     settings = base / "user" / "default"
     settings.mkdir(parents=True, exist_ok=True)  # a returning user: no first-run template dialog
     (settings / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
