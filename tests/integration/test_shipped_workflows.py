@@ -130,7 +130,7 @@ def test_live_preview_and_probe_routes(server):
     assert status == 200 and res["n"] >= 4 and {"age", "gender"} <= set(res["attributes"]), res
     assert "a photo of a young woman" in res["candidates"]
     status, res = s.post("/obclip/expand", {"prompt": "a photo", "max_candidates": 0})
-    assert status == 200
+    assert status == 400 and "max_candidates must be a whole number from 1 to 256" in json.dumps(res), res
     res = s.get("/obclip/probe?url=" + s.url)
     (me,) = res["servers"]
     assert me["reachable"] and me["pack"] and me["queue"] == 0 and "same ComfyUI" in me.get("warning", "")
