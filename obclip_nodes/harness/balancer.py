@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .servers import free_port
+from .servers import ManagedProcess, free_port
 
 CONFIG = """global
     maxconn 1024
@@ -50,8 +50,9 @@ def haproxy_config(port: int, workers: list[str]) -> str:
     return CONFIG.format(port=port, servers="\n".join(lines))
 
 
-class HAProxy:
+class HAProxy(ManagedProcess):
     """haproxy in the foreground (-db), stopped by its PID."""
+    stop_timeout = 10.0
 
     def __init__(self, workers: list[str], directory: Path, port: int | None = None):
         self.workers, self.dir, self.port = workers, Path(directory), port or free_port()
@@ -83,22 +84,6 @@ class HAProxy:
         self.stop()
         raise RuntimeError(f"haproxy did not listen on port {self.port} within {timeout:.0f} s")
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if getattr(self, "_log", None):
-            self._log.close()
-
-    def __enter__(self) -> "HAProxy":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 async def many_clients(url: str, requests_by_client: list[list], **settings) -> list[list]:

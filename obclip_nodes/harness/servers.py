@@ -41,7 +41,34 @@ def prepare_base(base: Path, checkpoints=(), *, install_pack: bool = True) -> Pa
     return base
 
 
-class ComfyServer:
+class ManagedProcess:
+    """A child process the harness starts (self.proc, self._log) and always stops: as a context manager,
+    terminate, then kill after `stop_timeout` seconds."""
+    proc: subprocess.Popen | None = None
+    stop_timeout = 15.0
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ComfyServer(ManagedProcess):
     """One `main.py --cpu` process. Use as a context manager; it is always stopped by PID."""
 
     def __init__(self, name: str, base: Path, port: int | None = None, extra_args=(), env=None):
@@ -136,22 +163,6 @@ class ComfyServer:
             return None
         return None
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if getattr(self, "_log", None):
-            self._log.close()
-
-    def __enter__(self) -> "ComfyServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def fresh_dir(path: Path) -> Path:
