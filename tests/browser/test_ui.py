@@ -55,7 +55,11 @@ def device(tmp_path_factory, workflow_checkpoints, workflow_diffusers):
                 Image.new("RGB", (64, 64), (128, 96, 64)).save(base / "input" / n["inputs"]["image"])
     settings = base / "user" / "default"
     settings.mkdir(parents=True, exist_ok=True)  # a returning user: no first-run template dialog
-    (settings / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+    # a returning user who keeps node text at every zoom (1.49 draws wide graphs fitted to the view
+    # without text otherwise; 1.32 reads the older zoom-threshold key)
+    (settings / "comfy.settings.json").write_text(json.dumps({
+        "Comfy.TutorialCompleted": True, "LiteGraph.Canvas.MinFontSizeForLOD": 1,
+        "LiteGraph.Canvas.LowQualityRenderingZoomThreshold": 0.1}))
     with ComfyServer("browser-device", base, extra_args=["--front-end-root", _frontend_root()]) as s:
         s.require_nodes("ObCLIPCandidateExpander", "ObCLIPServerSampler")
         yield s
