@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import threading
 import time
+import uuid
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -258,23 +259,26 @@ def test_socket_drop_resumes_by_prompt_id(cloud, ckpt):
 def test_user_cancel_interrupts_only_our_prompt(cloud, ckpt):
     cancel = threading.Event()
     foreign = build_server_prompt(request(ckpt))  # someone else's (cached, quick) prompt queued behind ours
+    foreign_id = str(uuid.uuid4())  # ComfyUI 0.33 accepts only UUID prompt ids from clients
 
     def canceller():
         wait_running(cloud)
         req = urllib.request.Request(cloud.url + "/prompt", data=encode_body(
-            {"prompt": foreign, "client_id": "someone-else", "prompt_id": "foreign-1"}),
+            {"prompt": foreign, "client_id": "someone-else", "prompt_id": foreign_id}),
             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
         urllib.request.urlopen(req, timeout=10).read()
         cancel.set()
     threading.Thread(target=canceller, daemon=True).start()
     t0 = time.monotonic()
     with pytest.raises(CloudCancelled, match="only ours"):
-        run(cloud.url, request(ckpt, seed=31, steps=50, cloud_steps=50), should_cancel=cancel.is_set)
+        # long enough (16x16 latent, 50 steps) that the cancel lands mid-run on every host, however fast
+        run(cloud.url, request(ckpt, seed=31, steps=50, cloud_steps=50, width=128, height=128),
+            should_cancel=cancel.is_set)
     assert time.monotonic() - t0 < 120
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "foreign-1" not in cloud.get("/history"):
+    while time.monotonic() < deadline and foreign_id not in cloud.get("/history"):
         time.sleep(0.1)
-    assert cloud.get("/history/foreign-1")["foreign-1"]["status"]["status_str"] == "success"
+    assert cloud.get(f"/history/{foreign_id}")[foreign_id]["status"]["status_str"] == "success"
     ours = [h for h in cloud.get("/history").values() if h["prompt"][2]["2"]["inputs"]["seed"] == 31]
     assert all(h["status"]["status_str"] == "error" for h in ours)  # interrupted, or never run at all
 
