@@ -5,6 +5,15 @@ from __future__ import annotations
 import pytest
 
 
+def pytest_configure(config):
+    """oneDNN convolutions off, here and in every server the harness starts: at the tests' 4x4 latents they
+    spend most of a UNet call re-laying out weights (obclip_nodes/harness/comfy_main.py has the numbers)."""
+    import torch
+    from obclip_nodes.harness import servers
+    torch.backends.mkldnn.enabled = False
+    servers.ONEDNN_CONVOLUTIONS = False
+
+
 @pytest.fixture(scope="session")
 def comfy_root():
     from obclip_nodes.harness.host import import_comfy

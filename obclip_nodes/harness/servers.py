@@ -68,12 +68,18 @@ class ManagedProcess:
         self.stop()
 
 
+# The test suite turns this off (tests/conftest.py): see comfy_main.py. The demo keeps a user's setting.
+ONEDNN_CONVOLUTIONS = True
+
+
 class ComfyServer(ManagedProcess):
     """One `main.py --cpu` process. Use as a context manager; it is always stopped by PID."""
 
-    def __init__(self, name: str, base: Path, port: int | None = None, extra_args=(), env=None):
+    def __init__(self, name: str, base: Path, port: int | None = None, extra_args=(), env=None,
+                 onednn: bool | None = None):
         self.name, self.base, self.port = name, Path(base), port or free_port()
         self.extra_args, self.env = list(extra_args), env
+        self.onednn = ONEDNN_CONVOLUTIONS if onednn is None else onednn
         self.proc: subprocess.Popen | None = None
         self.log_path = self.base / f"{name}-server.log"
 
@@ -84,7 +90,8 @@ class ComfyServer(ManagedProcess):
     def start(self, timeout: float = 120.0) -> "ComfyServer":
         root = comfyui_dir()
         front = self.base / "frontend"  # API-only servers need no frontend package
-        cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        main = "main.py" if self.onednn else str(Path(__file__).with_name("comfy_main.py"))
+        cmd = [sys.executable, main, "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--base-directory", str(self.base), "--disable-auto-launch", "--disable-api-nodes",
                "--database-url", "sqlite:///:memory:", *self.extra_args]
         if not any(a.startswith("--front-end-root") for a in self.extra_args) and os.environ.get(

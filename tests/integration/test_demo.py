@@ -26,7 +26,9 @@ def _two_held_out_variants() -> tuple[Portrait, Portrait]:
     raise AssertionError("no pair of held-out captions differing only in protected attributes")
 
 
-def test_demo_image_shows_the_real_prompt_and_the_cloud_view_does_not_depend_on_it(tmp_path):
+def test_demo_image_shows_the_real_prompt_and_the_cloud_view_does_not_depend_on_it(tmp_path, monkeypatch):
+    from obclip_nodes.harness import servers
+    monkeypatch.setattr(servers, "ONEDNN_CONVOLUTIONS", True)  # the servers exactly as `./run.sh demo` starts them
     reports = []
     for i, portrait in enumerate(_two_held_out_variants()):
         rep = demo.run(["--prompt", caption(portrait), "--seed", "3", "--out", str(tmp_path / f"demo{i}.png")])

@@ -16,9 +16,14 @@ pytestmark = pytest.mark.comfy
 
 @pytest.fixture(autouse=True)
 def _no_autograd():
-    """As ComfyUI runs its nodes: no graphs (the loaded VAE's parameters still require grad)."""
-    with torch.no_grad():
-        yield
+    """As ComfyUI runs its nodes: no graphs (the loaded VAE's parameters still require grad). oneDNN back on
+    (tests/conftest.py turns it off): the mini world runs at its real 64x64 size, where it is the faster."""
+    before, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, True
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 @pytest.fixture(scope="module")

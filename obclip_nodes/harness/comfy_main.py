@@ -1,0 +1,29 @@
+"""Runs the ComfyUI main.py in the working directory with PyTorch's oneDNN convolutions turned off.
+
+Lab only: the test suite starts its servers through this (ComfyServer(onednn=False)). The tests run the
+published architectures at 4x4 latents, where oneDNN spends nearly all of a UNet call re-laying out the
+convolution weights: a full-size SD1.5 UNet call took 1.19 s with it and 0.33 s without on the 2-core test
+machine. Everything else is ComfyUI's own start-up; users' servers never run this file.
+
+Usage (cwd = the ComfyUI tree): python /path/to/comfy_main.py [main.py arguments]. Run as a file, not with -m,
+so the server imports nothing of the pack's lab code (test_shipped_pack checks that).
+"""
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+
+
+def main() -> None:
+    # exactly what `python main.py` would have: the ComfyUI tree first, never this folder (its queue.py
+    # would shadow the standard library's)
+    sys.path[0] = os.getcwd()
+    sys.argv[0] = os.path.join(os.getcwd(), "main.py")
+    import torch
+    torch.backends.mkldnn.enabled = False
+    runpy.run_path(sys.argv[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
