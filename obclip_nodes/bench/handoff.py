@@ -43,18 +43,29 @@ def stock_run(cloud, device, prompt, s, *, split=True):
                      return_with_leftover_noise="disable", **common)[0]["samples"]
 
 
+def cloud_rows(cloud, prompts, s):
+    """The cloud's k steps for all N candidates in one batch: -> (rows, handoff)."""
+    from ..sampling import encode_batch, partial_sample
+    cm, cc, _ = cloud
+    return partial_sample(cm, encode_batch(cc, prompts), encode_batch(cc, [NEGATIVE]), n=len(prompts),
+                          width=s["width"], height=s["height"], seed=s["seed"], steps=s["steps"],
+                          cloud_steps=s["cloud_steps"], cfg=s["cfg"], sampler=s["sampler"],
+                          scheduler=s["scheduler"])
+
+
+def device_finish(device, prompt, rows, real, handoff, s, **finish_kw):
+    """The Latent Selector and the Device Finisher: row `real` finished on the device for `prompt`."""
+    from ..sampling import encode_batch, finish_sample
+    dm, dc, _ = device
+    row = {"samples": rows["samples"][real:real + 1].clone()}
+    return finish_sample(dm, encode_batch(dc, [prompt]), encode_batch(dc, [NEGATIVE]), row, handoff,
+                         cfg=s["cfg"], **finish_kw)["samples"]
+
+
 def obclip_run(cloud, device, prompts, real, s, **finish_kw):
     """The ObCLIP path in-process: -> (final latent of prompts[real], all N cloud rows, handoff)."""
-    from ..sampling import encode_batch, finish_sample, partial_sample
-    (cm, cc, _), (dm, dc, _) = cloud, device
-    rows, handoff = partial_sample(cm, encode_batch(cc, prompts), encode_batch(cc, [NEGATIVE]), n=len(prompts),
-                                   width=s["width"], height=s["height"], seed=s["seed"], steps=s["steps"],
-                                   cloud_steps=s["cloud_steps"], cfg=s["cfg"], sampler=s["sampler"],
-                                   scheduler=s["scheduler"])
-    row = {"samples": rows["samples"][real:real + 1].clone()}
-    final = finish_sample(dm, encode_batch(dc, [prompts[real]]), encode_batch(dc, [NEGATIVE]), row, handoff,
-                          cfg=s["cfg"], **finish_kw)["samples"]
-    return final, rows["samples"], handoff
+    rows, handoff = cloud_rows(cloud, prompts, s)
+    return device_finish(device, prompts[real], rows, real, handoff, s, **finish_kw), rows["samples"], handoff
 
 
 # the tests' settings: the real architectures at a 4x4 latent and few steps (every claim holds at any size)
@@ -97,10 +108,11 @@ def sigma_matched_case(cloud, device, family, fine_steps: int = 200, device_step
     """
     from ..sampling.schedule import HANDOFF_MODES, NEAREST_STEP
     s = {**settings(family, **over), "steps": 8, "cloud_steps": 4}
-    fine, _, handoff = obclip_run(cloud, device, PROMPTS[:2], 0, s, mode=HANDOFF_MODES[1], device_steps=fine_steps)
+    rows, handoff = cloud_rows(cloud, PROMPTS[:2], s)  # one cloud run, finished three ways
+    fine = device_finish(device, PROMPTS[0], rows, 0, handoff, s, mode=HANDOFF_MODES[1], device_steps=fine_steps)
     out = {"family": family, "cloud_steps": "4 of 8", "device_steps": device_steps, "stop_sigma": handoff.stop_sigma}
     for label, mode in (("sigma_matched", HANDOFF_MODES[1]), ("nearest_step", NEAREST_STEP)):
-        final, _, _ = obclip_run(cloud, device, PROMPTS[:2], 0, s, mode=mode, device_steps=device_steps)
+        final = device_finish(device, PROMPTS[0], rows, 0, handoff, s, mode=mode, device_steps=device_steps)
         out[label] = _diff(final, fine)
     return out
 

@@ -17,11 +17,12 @@ def bench(comfy_root):
     return handoff
 
 
-@pytest.mark.parametrize("family, sampler", [("sd15", "euler"), ("sd15", "ddim")])
-def test_real_candidate_equals_the_single_prompt_hybrid_for_every_n(bench, family, sampler, request):
+@pytest.mark.parametrize("family, sampler, ns", [("sd15", "euler", (1, 2, 4, 6)), ("sd15", "ddim", (1, 3))])
+def test_real_candidate_equals_the_single_prompt_hybrid_for_every_n(bench, family, sampler, ns, request):
+    """Every N with euler; ddim (another deterministic update) at N = 1 and with the real row last of 3."""
     cloud, device = request.getfixturevalue(f"{family}_models")
-    cases = bench.exactness_cases(cloud, device, family, sampler, ns=(1, 2, 4, 6), **QUICK)
-    assert [c["n"] for c in cases] == [1, 2, 4, 6]
+    cases = bench.exactness_cases(cloud, device, family, sampler, ns=ns, **QUICK)
+    assert [c["n"] for c in cases] == list(ns)
     for c in cases:
         assert c["rel_diff"] < TOL, c
 
@@ -56,10 +57,10 @@ def test_batch_dependent_noise_is_what_the_row_sharing_fixes(bench, sd15_models)
 
 
 def test_uninterrupted_deviation_of_multistep_samplers_is_measured_not_hidden(bench, sd15_models):
+    """euler's split equals the uninterrupted run (the test above); dpmpp_2m's does not."""
     cloud, _ = sd15_models
-    exact = bench.uninterrupted_case(cloud, "sd15", "euler", **QUICK)["rel_diff"]
     multistep = bench.uninterrupted_case(cloud, "sd15", "dpmpp_2m", **QUICK)["rel_diff"]
-    assert exact < TOL < multistep  # dpmpp_2m restarts its history at the split
+    assert multistep > TOL  # dpmpp_2m restarts its history at the split
 
 
 def test_sigma_matched_tail_starts_exactly_at_the_cloud_stop(sd15_models):
