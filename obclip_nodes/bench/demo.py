@@ -11,13 +11,12 @@ import argparse
 import hashlib
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
 from ..harness.host import CACHE, REPO
 from ..harness.queue import run_workflow
-from ..harness.servers import ComfyServer, fresh_dir, prepare_base
+from ..harness.servers import ComfyServer, fresh_dir, prepare_base, start_together
 
 WORKFLOW = REPO / "workflows" / "api" / "obclip_miniworld.json"
 ENLARGE = 6  # the portraits are 64x64: a nearest-neighbour copy for looking at
@@ -53,19 +52,8 @@ def view_digest(view: list[dict]) -> str:
 def start_pair(run_dir: Path, cloud_ckpts=(), device_ckpts=()) -> tuple[ComfyServer, ComfyServer]:
     cloud = ComfyServer("cloud", prepare_base(fresh_dir(run_dir / "cloud"), cloud_ckpts))
     device = ComfyServer("device", prepare_base(fresh_dir(run_dir / "device"), device_ckpts))
-    errors = []
-
-    def start(s):
-        try:
-            s.start()
-        except Exception as e:  # reported below, after both threads ended
-            errors.append(e)
-    threads = [threading.Thread(target=start, args=(s,)) for s in (cloud, device)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
+    start_together(cloud, device)
     try:
-        if errors:
-            raise errors[0]
         cloud.require_nodes("ObCLIPServerSampler", "ObCLIPServerReturn")
         device.require_nodes("ObCLIPCandidateExpander", "ObCLIPCloudPartialSampler", "ObCLIPDeviceFinisher")
     except Exception:

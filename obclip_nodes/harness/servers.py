@@ -1,12 +1,14 @@
 """Real ComfyUI servers on loopback, each with its own --base-directory (the host tree stays pristine)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -66,6 +68,36 @@ class ManagedProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def start_together(*procs: ManagedProcess) -> None:
+    """Start every process at once (a ComfyUI start is mostly single-threaded imports, so two overlap well).
+    If one fails, the others are stopped and the first error is raised."""
+    errors: list[BaseException] = []
+
+    def start(p):
+        try:
+            p.start()
+        except BaseException as e:  # reported below, after every thread ended
+            errors.append(e)
+    threads = [threading.Thread(target=start, args=(p,)) for p in procs]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    if errors:
+        for p in procs:
+            p.stop()
+        raise errors[0]
+
+
+@contextlib.contextmanager
+def running(*procs: ManagedProcess):
+    """`with running(cloud, device):` starts them together and always stops them all."""
+    start_together(*procs)
+    try:
+        yield procs
+    finally:
+        for p in reversed(procs):
+            p.stop()
 
 
 # The test suite turns this off (tests/conftest.py): see comfy_main.py. The demo keeps a user's setting.

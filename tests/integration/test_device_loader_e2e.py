@@ -21,7 +21,7 @@ from safetensors.torch import load as st_load
 from obclip_nodes.harness import test_models
 from obclip_nodes.harness.host import REPO
 from obclip_nodes.harness.queue import run_workflow
-from obclip_nodes.harness.servers import ComfyServer, prepare_base
+from obclip_nodes.harness.servers import ComfyServer, prepare_base, running
 
 pytestmark = pytest.mark.servers
 
@@ -39,7 +39,7 @@ def servers(tmp_path_factory):
     (device_base / "models" / "diffusers").mkdir(parents=True, exist_ok=True)
     (device_base / "models" / "diffusers" / "bk-sdm-small").symlink_to(folder)
     device = ComfyServer("device", device_base)
-    with cloud, device:
+    with running(cloud, device):
         cloud.require_nodes("ObCLIPServerSampler", "ObCLIPServerReturn")
         device.require_nodes("ObCLIPDeviceModelLoader", "ObCLIPCandidateExpander", "ObCLIPDeviceFinisher")
         yield cloud, device, cloud_ckpt.name, folder

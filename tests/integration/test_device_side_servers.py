@@ -18,7 +18,7 @@ from test_e2e_servers import MARKER, SERVER_NODES, cloud_entries, fetch_latent, 
 
 from obclip_nodes.harness.host import REPO
 from obclip_nodes.harness.queue import WorkflowError, run_workflow
-from obclip_nodes.harness.servers import ComfyServer, prepare_base
+from obclip_nodes.harness.servers import ComfyServer, prepare_base, running
 
 pytestmark = pytest.mark.servers
 
@@ -55,7 +55,7 @@ def servers(tmp_path_factory, sd15_pair):
     control_image(base / "input" / CONTROLNET_WF["8"]["inputs"]["image"])
     device = ComfyServer("device", base)
     cloud.checkpoint = cloud_ckpt.name  # what the shipped workflows' cloud_checkpoint becomes here
-    with cloud, device:
+    with running(cloud, device):
         cloud.require_nodes("ObCLIPServerSampler", "ObCLIPServerReturn")
         device.require_nodes("ObCLIPEncodeRealPrompt", "ObCLIPHandoffSigmas", "ObCLIPDeviceFinisher",
                              "ControlNetApplyAdvanced", "SamplerCustomAdvanced")

@@ -13,7 +13,7 @@ from safetensors.torch import load as st_load
 
 from obclip_nodes.harness.host import REPO
 from obclip_nodes.harness.queue import run_workflow
-from obclip_nodes.harness.servers import ComfyServer, prepare_base
+from obclip_nodes.harness.servers import ComfyServer, prepare_base, running
 
 pytestmark = pytest.mark.servers
 
@@ -31,7 +31,7 @@ def servers(tmp_path_factory, sd15_pair):
     cloud = ComfyServer("cloud", prepare_base(tmp_path_factory.mktemp("cloud"), {cloud_name: cloud_ckpt}))
     # the device also holds the cloud model, only so the test can run the single-prompt baseline there
     device = ComfyServer("device", prepare_base(tmp_path_factory.mktemp("device"), names))
-    with cloud, device:
+    with running(cloud, device):
         cloud.require_nodes("ObCLIPServerSampler", "ObCLIPServerReturn")
         device.require_nodes("ObCLIPCandidateExpander", "ObCLIPCloudPartialSampler", "ObCLIPDeviceFinisher")
         yield cloud, device

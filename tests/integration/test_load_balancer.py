@@ -9,7 +9,7 @@ import json
 import pytest
 
 from obclip_nodes.harness.balancer import HAProxy, many_clients, mini_plans
-from obclip_nodes.harness.servers import ComfyServer, prepare_base
+from obclip_nodes.harness.servers import ComfyServer, prepare_base, start_together
 
 pytestmark = pytest.mark.servers
 OPERATOR, ALICE, BOB = "lb-operator-0123456789abcdef", "lb-alice-0123456789abcdef", "lb-bob-0123456789abcdef"
@@ -31,8 +31,7 @@ def test_two_workers_behind_haproxy_every_result_arrives(tmp_path, monkeypatch):
     env = {"OBCLIP_SERVER_TENANTS_FILE": str(tenants), "OBCLIP_MINIWORLD": "1", "OMP_NUM_THREADS": "1"}
     workers = [Worker(f"w{i}", prepare_base(tmp_path / f"w{i}"), env=env) for i in range(2)]
     try:
-        for w in workers:
-            w.start()
+        start_together(*workers)
         with HAProxy([w.url for w in workers], tmp_path) as lb:
             # each tenant's token is scoped to the balancer's URL; the two tenants run side by side
             plan = mini_plans(CLIENTS, RUNS)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from obclip_nodes.harness.host import REPO, comfyui_dir
-from obclip_nodes.harness.servers import ComfyServer, prepare_base
+from obclip_nodes.harness.servers import ComfyServer, prepare_base, running
 
 LAB_MODULES = ("obclip_nodes.bench", "obclip_nodes.harness", "obclip_nodes.miniworld")
 
@@ -32,10 +32,11 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("obclip_nodes")))
 
 @pytest.mark.servers
 def test_stock_server_lists_no_demo_checkpoints_unless_opted_in(tmp_path):
+    servers = {flag: ComfyServer(f"stock-{flag}", prepare_base(tmp_path / f"mw{flag}"), env={"OBCLIP_MINIWORLD": flag})
+               for flag in ("0", "1")}
     names = {}
-    for flag in ("0", "1"):
-        base = prepare_base(tmp_path / f"mw{flag}")
-        with ComfyServer(f"stock-{flag}", base, env={"OBCLIP_MINIWORLD": flag}) as srv:
+    with running(*servers.values()):
+        for flag, srv in servers.items():
             srv.require_nodes("ObCLIPCandidateExpander")
             names[flag] = srv.get("/models/checkpoints")
     assert not any(n.startswith("obclip-mini") for n in names["0"]), names["0"]
