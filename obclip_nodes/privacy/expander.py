@@ -33,7 +33,10 @@ from .cues import find_phrases
 from .errors import ExpansionError
 from .lexicon import Lexicon, load_lexicon
 from .policy import Finding, decide, findings, refusal
+from .readable import apply as apply_corrections
+from .readable import check as check_readable
 from .render import Reading, read, render_all
+from .tokenize import tokenize
 
 
 class CandidateList(tuple):
@@ -157,13 +160,17 @@ def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
         raise ExpansionError(f"max_candidates must be a positive integer, not {max_candidates!r}")
     lex = load_lexicon(lexicon)
     active = _active(lex, attributes)
-    real = read(prompt, lex, active)
+    tok = tokenize(prompt)
+    corrections, unreadable = check_readable(tok, lex)
+    text = apply_corrections(tok, corrections) if corrections else prompt
+    real = read(text, lex, active)
     err = contradiction_error(real.tok, real.binding.contradictions, active)
     if err is not None:
         raise err
-    found = findings(real.tok, real.cues, real.binding, lex, active)
+    found = [Finding(u.word, u.type, u.reason, u.fix) for u in unreadable]
+    found += findings(real.tok, real.cues, real.binding, lex, active)
     if flagger is not None:
-        found += _model_findings(prompt, flagger, real, found, lex)
+        found += _model_findings(text, flagger, real, found, lex)
     outcome = decide(found, bool(allow_unprotected), lex)
     t = real.template
     combos = 1
@@ -181,12 +188,13 @@ def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
         raise _too_many(lex, t.slots, len(cands), max_candidates, exact=True)
     slots = tuple({"person": p, "attribute": a, "values": tuple(lex.attributes[a])} for p, a in t.slots)
     attrs = tuple(sorted({a for _, a in t.slots}))
-    warnings = _leak_warnings(prompt, real, lex, active, attrs)
+    warnings = _leak_warnings(text, real, lex, active, attrs)
     learns = _server_learns(lex, t, slots, attrs, len(cands), combos, warnings, found)
-    norms = tuple(f"'{w}' -> '{r}' ({a}: {v})" for w, r, a, v in t.snaps)
+    norms = tuple(f"'{c.written}' -> '{c.read_as}' (spelling)" for c in corrections)
+    norms += tuple(f"'{w}' -> '{r}' ({a}: {v})" for w, r, a, v in t.snaps)
     return Expansion(candidates=tuple(cands), real_index=real_index, attributes=attrs, slots=slots,
                      server_learns=learns, leak_warnings=tuple(warnings), lexicon=lex.name, combinations=combos,
-                     normalised=t.normalised, prompt=prompt, outcome=outcome, unprotected=tuple(found),
+                     normalised=t.normalised or bool(corrections), prompt=prompt, outcome=outcome, unprotected=tuple(found),
                      normalisations=norms)
 
 
@@ -212,8 +220,11 @@ def check_negative(negative: str, lexicon: str | os.PathLike | Lexicon | None = 
     if negative is None or not str(negative).strip():
         return ()
     lex = load_lexicon(lexicon)
-    r = read(str(negative), lex, frozenset(lex.attributes))
-    found = []
+    negative = str(negative)
+    tok = tokenize(negative)
+    corrections, unreadable = check_readable(tok, lex)
+    found = [Finding(u.word, u.type, u.reason, u.fix) for u in unreadable]
+    r = read(apply_corrections(tok, corrections) if corrections else negative, lex, frozenset(lex.attributes))
     seen = set()
     for c in r.cues.cues:
         if c.kind == "form" and c.role == "pronoun":

@@ -110,9 +110,9 @@ def test_bench_meets_the_goals_on_the_labelled_corpus():
 
 def test_bench_counts_fail_open(tmp_path):
     f = tmp_path / "c.txt"
-    f.write_text("P | gender | a ballerino on stage\nC | - | a red apple\nR | religion | a Muslim woman\n")
+    f.write_text("P | gender | a dancer on stage\nC | - | a red apple\nR | religion | a Muslim woman\n")
     r = run(["--corpus", str(f), "--repeat", "1"])
-    assert r["fail_open"] == 1 and r["fail_open_prompts"][0]["prompt"] == "a ballerino on stage"
+    assert r["fail_open"] == 1 and r["fail_open_prompts"][0]["prompt"] == "a dancer on stage"
     assert r["non_person_clean_rate"] == 1.0 and r["outcome_accuracy"] == round(2 / 3, 4)
 
 
@@ -131,13 +131,20 @@ def test_generated_tables_are_present_and_mapped_by_each_preset():
 
 
 def test_privacy_imports_no_torch_or_comfy():
+    """The privacy core runs before any model is loaded: no torch, ComfyUI or numpy, and of third-party
+    packages only the language and spelling gate's (wordfreq, rapidfuzz and what they import)."""
     import subprocess
     import sys
     code = ("import sys, obclip_nodes.privacy as p; p.expand_prompt('a woman'); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'comfy', 'numpy')))")
+            "print(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2]).stdout.strip()
-    assert out == "[]"
+    loaded = set(eval(out))  # noqa: S307 - our own subprocess printed a list of names
+    assert not loaded & {"torch", "comfy", "numpy", "transformers"}, loaded
+    allowed = {"obclip_nodes", "__main__", "wordfreq", "rapidfuzz", "msgpack", "langcodes", "ftfy", "regex",
+               "wcwidth", "locate", "_distutils_hack", "cython_runtime", "language_data"}
+    assert {m for m in loaded if not m.startswith("_cython")} <= allowed, loaded - allowed
+    assert {"wordfreq", "rapidfuzz"} <= loaded
 
 
 def test_heldout_corpus_is_disjoint_from_the_dev_corpus():
