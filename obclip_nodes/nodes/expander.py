@@ -44,7 +44,7 @@ class CandidateExpander(io.ComfyNode):
                                 "protect (empty: all the preset knows)."),
                 io.String.Input("lexicon_path", default="", tooltip="Optional JSON lexicon file that "
                                 "replaces the preset."),
-                io.Int.Input("max_candidates", default=32, min=1, max=256),
+                io.Int.Input("max_candidates", default=40, min=1, max=256),
                 io.Boolean.Input("refuse_if_nothing_sensitive", default=False,
                                  tooltip="Stop instead of sending a prompt that has nothing to hide among."),
                 io.Boolean.Input("allow_unprotected", default=False, optional=True,

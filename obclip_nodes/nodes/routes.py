@@ -77,7 +77,7 @@ def lexicon_for(preset) -> str | Path:
 def parse_expand_body(body) -> dict:
     if not isinstance(body, dict):
         raise Refused("send a JSON object", 400)
-    prompt, attributes, n = body.get("prompt") or "", body.get("attributes") or "", body.get("max_candidates", 32)
+    prompt, attributes, n = body.get("prompt") or "", body.get("attributes") or "", body.get("max_candidates", 40)
     if not isinstance(prompt, str) or len(prompt) > EXPAND_MAX_PROMPT_CHARS:
         raise Refused(f"prompt must be text of at most {EXPAND_MAX_PROMPT_CHARS} characters", 400)
     if not isinstance(attributes, str) or len(attributes) > 500:

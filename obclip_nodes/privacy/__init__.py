@@ -1,6 +1,6 @@
 """ObCLIP privacy core (plain Python, stdlib only): the Candidate Expander.
 
-``expand_prompt(prompt, attributes=None, lexicon=None, *, max_candidates=32)`` turns a prompt into
+``expand_prompt(prompt, attributes=None, lexicon=None, *, max_candidates=40)`` turns a prompt into
 the canonical candidate set of ObCLIP (arXiv 2510.04153, Algorithm 1): every combination of the
 values of the sensitive attributes it mentions, in an order that does not depend on which candidate
 is real.  For every candidate ``c`` of ``expand_prompt(p)``, ``expand_prompt(c)`` gives the same

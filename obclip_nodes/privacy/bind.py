@@ -359,6 +359,27 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
         else:
             unattached.append(c)
 
+    # an attribute said of the nearest person ("a woman with dark skin", "1girl, smiling, dark skin"): the
+    # last person before it in its sentence, else the prompt's one person
+    for c in [c for c in unattached if c.par is not None and c.par.attribute in lex.nearest_person]:
+        before = [p for p in persons if p.first < c.t0 and tok.sentence(p.first) == tok.sentence(c.t0)]
+        owner = before[-1] if before else (persons[0] if len(persons) == 1 else None)
+        if owner is None:
+            continue
+        a = c.par.attribute
+        if a in owner.values and owner.values[a] != c.value:
+            other = next(x for x in owner.cues if x.par is not None and x.par.attribute == a)
+            contradictions.append((other, c, a))
+            continue
+        unattached.remove(c)
+        owner.values[a] = c.value
+        owner.cues.append(c)
+
+    # a cell noun gives its age: "girl" a child, "grandmother" (read as an old woman) old age
+    if lex.cells is not None and lex.cells.age in active:
+        for p in persons:
+            _cell_age(p, lex, contradictions)
+
     # age nouns used as modifiers ("senior woman") render as the attribute's adjective
     for p in persons:
         for c in p.cues:
@@ -370,23 +391,44 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
                     c.par = lex.paradigms[c.par.modifier]
                     c.style = c.style if c.style in c.par.styles else "natural"
                     c.snapped = True
-        # a noun that implies another swapped attribute ("young girl": girl implies age) renders with
-        # the attribute's plain noun ("young woman"), so no candidate reads "old girl"
-        swapped_attrs = {c.par.attribute for c in p.cues if c.par is not None and not c.par.implies}
-        for c in p.cues:
-            if c.par is not None and c.par.implies and c.role == "noun" and set(c.par.implies) & swapped_attrs:
-                plain = next((q for q in lex.paradigms if q.attribute == c.par.attribute and q.role == "noun"
-                              and q.number == c.par.number and not q.implies and q.modifier is None), None)
-                if plain is not None:
-                    c.par = plain
-                    c.style = c.style if c.style in plain.styles else "natural"
-                    c.snapped = True
         for c in p.cues:
             c.person = p
     for k, p in enumerate(persons):
         p.ordinal = k
     possible = [(c, h) for c in unattached if (h := _possible_person(tok, cs, lex, c)) is not None]
     return Binding(persons, unattached, len(groups), count_tags, contradictions, possible)
+
+
+def _cell_age(p: Person, lex: Lexicon, contradictions: list) -> None:
+    """The age a person's cell noun gives.  "young" beside a child noun reads as a child ("a young girl" is a
+    girl, rendered "a girl"); an adult age beside it ("an old girl") is a contradiction."""
+    cells = lex.cells
+    age, child = cells.age, cells.child
+    given = None
+    for c in p.cues:
+        fam = cells.family(c.par) if c.role == "noun" else None
+        if fam is None:
+            continue
+        v = dict(c.implied).get(age) or (child if c.par is fam.child else None)
+        if v is not None:
+            given = (c, v)
+    if given is None:
+        return
+    c, v = given
+    have = p.values.get(age)
+    if have is None or have == v:
+        p.values[age] = v
+        return
+    ages = lex.attributes[age]
+    if v == child and ages.index(have) == ages.index(child) + 1:
+        for x in p.cues:
+            if x.par is not None and x.par.attribute == age and x.value == have and child in x.par.forms:
+                x.value = child
+                x.snapped = True
+        p.values[age] = child
+        return
+    other = next(x for x in p.cues if x.par is not None and x.par.attribute == age)
+    contradictions.append((other, c, age))
 
 
 def _implied_person(tok: Tokens, cs: Cues, lex: Lexicon, tags: list) -> bool:

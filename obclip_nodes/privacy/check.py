@@ -6,7 +6,7 @@ from .errors import ExpansionError
 from .expander import Expansion, expand_prompt
 
 
-def verify_closure(prompt: str, attributes=None, lexicon=None, *, max_candidates: int = 32) -> Expansion:
+def verify_closure(prompt: str, attributes=None, lexicon=None, *, max_candidates: int = 40) -> Expansion:
     """Expand ``prompt`` and re-expand every candidate; raise ``AssertionError`` unless each gives
     the same candidates in the same order with ``real_index`` pointing at itself.  Costs N + 1
     expansions.  Returns the expansion of ``prompt``."""

@@ -61,6 +61,8 @@ class Cue:
     negative: bool = False
     person: object = None        # set by bind
     snapped: bool = False        # rendered differently from what the user wrote
+    implied: tuple = ()          # ((attribute, value), ...) the word also gives: "grandmother" -> (age, old)
+    in_cell: bool = False        # written as a cell of gender x age by render (its implied age is swapped)
 
     @property
     def swappable(self) -> bool:
@@ -72,7 +74,6 @@ class Cues:
     cues: list
     at: list                     # word -> the cue covering it (or None)
     ignored: list                # word inside an ignore phrase
-    case_misses: list            # cues whose capitalisation cannot be varied safely
 
 
 def _style_of(surface: str, natural: str) -> str:
@@ -145,7 +146,6 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
                 ignored[k] = True
     cues: list[Cue] = []
     at: list = [None] * n
-    case_misses: list[Cue] = []
 
     def put(c: Cue) -> None:
         cues.append(c)
@@ -245,7 +245,7 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
             par = e0.paradigm
             style = _render_style(_style_of(surface, e0.surface), par)
             c = Cue(i, i + k, c0, c1, "snap", e0.role, par.attribute, par, e0.value, style, surface, e0.fix,
-                    negative=tok.negative[i])
+                    negative=tok.negative[i], implied=e0.implied)
             c.snapped = True
             put(c)
             continue
@@ -257,12 +257,15 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
                     readings.append((e, st))
                     break
         if not readings:
-            c = Cue(i, i + k, c0, c1, "sensitive", e0.paradigm.role if e0.paradigm.role != "title" else "noun",
-                    e0.paradigm.attribute, surface=surface,
-                    fix=f"write it as '{e0.paradigm.forms[e0.value]}' or in lower case (that capitalisation "
-                        f"cannot be varied safely)", negative=tok.negative[i])
+            # a capitalisation no style of the paradigm writes safely ("Middle-Aged", "ASIAN" beside "Asian"): the
+            # word is written in the paradigm's own case in every candidate, the real one included (a
+            # normalisation the node shows), rather than refused
+            e = matched[0]
+            st = "title" if surface[:1].isupper() and "title" in e.paradigm.styles else "natural"
+            c = Cue(i, i + k, c0, c1, "form", e.paradigm.role, e.paradigm.attribute, e.paradigm, e.value, st, surface,
+                    negative=tok.negative[i])
+            c.snapped = True
             put(c)
-            case_misses.append(c)
             continue
         if len(readings) > 1:       # her (object|possessive), his (possessive|independent)
             nxt = i + k
@@ -289,7 +292,7 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
         _names(tok, lex, at, ignored, put)
         _compounds(tok, lex, at, ignored, put)
     cues.sort(key=lambda c: c.t0)
-    return Cues(cues, at, ignored, case_misses)
+    return Cues(cues, at, ignored)
 
 
 def _names(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:

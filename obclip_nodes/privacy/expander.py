@@ -116,9 +116,10 @@ def _active(lex: Lexicon, attributes) -> frozenset:
     return frozenset(names)
 
 
-def _too_many(lex: Lexicon, slots, n: int, cap: int, exact: bool) -> ExpansionError:
+def _too_many(lex: Lexicon, slots, n: int, cap: int, exact: bool, spaces=None) -> ExpansionError:
     attrs = sorted({a for _, a in slots})
-    size = {a: len(lex.attributes[a]) for a in attrs}
+    size = {a: max(len(sp) for (_, b), sp in zip(slots, spaces) if b == a) if spaces else len(lex.attributes[a])
+            for a in attrs}
     per_attr = {a: sum(1 for _, b in slots if b == a) for a in attrs}
     formula = " x ".join(f"{a} {size[a]}" + (f"^{per_attr[a]}" if per_attr[a] > 1 else "") for a in attrs)
     fits = []
@@ -143,7 +144,7 @@ def _too_many(lex: Lexicon, slots, n: int, cap: int, exact: bool) -> ExpansionEr
 
 
 def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
-                  lexicon: str | os.PathLike | Lexicon | None = None, *, max_candidates: int = 32,
+                  lexicon: str | os.PathLike | Lexicon | None = None, *, max_candidates: int = 40,
                   allow_unprotected: bool = False, flagger=None) -> Expansion:
     """Expand ``prompt`` into ObCLIP's candidate set.  See the module docstring.
 
@@ -174,10 +175,10 @@ def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
     outcome = decide(found, bool(allow_unprotected), lex)
     t = real.template
     combos = 1
-    for _, a in t.slots:
-        combos *= len(lex.attributes[a])
+    for sp in t.spaces:
+        combos *= len(sp)
     if combos > max(16 * max_candidates, 64):
-        raise _too_many(lex, t.slots, combos, max_candidates, exact=False)
+        raise _too_many(lex, t.slots, combos, max_candidates, exact=False, spaces=t.spaces)
     cands, real_index, combos = render_all(t, lex, active)
     if real_index < 0:
         raise ExpansionError(
@@ -185,8 +186,8 @@ def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
             "depends on its sensitive words in a way this expander cannot vary safely); rephrase, e.g. replace "
             "pronouns with nouns, or protect fewer attributes")
     if len(cands) > max_candidates:
-        raise _too_many(lex, t.slots, len(cands), max_candidates, exact=True)
-    slots = tuple({"person": p, "attribute": a, "values": tuple(lex.attributes[a])} for p, a in t.slots)
+        raise _too_many(lex, t.slots, len(cands), max_candidates, exact=True, spaces=t.spaces)
+    slots = tuple({"person": p, "attribute": a, "values": sp} for (p, a), sp in zip(t.slots, t.spaces))
     attrs = tuple(sorted({a for _, a in t.slots}))
     warnings = _leak_warnings(text, real, lex, active, attrs)
     learns = _server_learns(lex, t, slots, attrs, len(cands), combos, warnings, found)
@@ -261,7 +262,7 @@ def _leak_warnings(prompt: str, real: Reading, lex: Lexicon, active: frozenset, 
         swapped = it.person is not None
         family = "/".join(it.par.forms.values())      # the same text whichever value is real
         for a, what in it.par.implies.items():
-            if a in lex.attributes and (swapped or a in attrs):
+            if a in lex.attributes and (swapped or a in attrs) and not it.in_cell:
                 add(("imp", family, a), f"'{family}' implies {a} ({what}), which is not swapped, so the server sees it")
         if not swapped and it.par.attribute in active and it.role != "pronoun" and has_person:
             if it in real.binding.unattached:
@@ -293,7 +294,7 @@ def _server_learns(lex: Lexicon, real, slots, attrs, n: int, combos: int, warnin
     if n == 1:
         return (f"Nothing swappable was found (lexicon '{lex.name}'), so there is one candidate: the server sees "
                 f"your prompt exactly and nothing is protected." + sent)
-    spaces = "; ".join(f"{a}: {', '.join(lex.attributes[a])}" for a in attrs)
+    spaces = "; ".join(dict.fromkeys(f"{s['attribute']}: {', '.join(s['values'])}" for s in slots))
     people = real.persons
     text = (f"The server receives all N={n} candidate prompts and cannot tell which one is yours: under a uniform "
             f"prior each is yours with probability 1/{n}. It learns every word that is the same in all candidates "

@@ -143,9 +143,37 @@ class Entry:
     role: str = ""                    # snap/sensitive: adjective | noun | context
     fix: str = ""                     # sensitive: how to fix a refusal
     surface: str = ""                 # the word as the lexicon writes it
+    implied: tuple = ()               # cell snaps: ((attribute, value), ...) the word also gives ("grandmother": old)
 
 
 _KIND_RANK = {"form": 0, "snap": 1, "sensitive": 2}
+
+
+@dataclass(frozen=True, eq=False)
+class Family:
+    """One number (singular or plural) of the cell nouns: the adult noun paradigm (woman/man), the child
+    noun paradigm (girl/boy) and the age adjective that an adult cell is written with (young/old)."""
+
+    adult: Paradigm
+    child: Paradigm
+    adjective: Paradigm
+
+
+@dataclass(frozen=True, eq=False)
+class Cells:
+    """Person words as cells of a grid: "girl" is (female, child), "old man" is (male, old).  A person named
+    with a cell noun is rendered as the natural words of each cell (girl / boy / young woman / old man ...),
+    so a child stays a child in the real candidate and no candidate reads "old girl"."""
+
+    gender: str
+    age: str
+    child: str                                  # the age value that only cell nouns and age nouns can render
+    families: tuple                             # Family per number
+    merge: frozenset                            # pids of age adjectives read with an adjacent cell noun
+    by_pid: dict                                # pid of an adult or child noun -> its Family
+
+    def family(self, par: "Paradigm | None") -> "Family | None":
+        return None if par is None else self.by_pid.get(par.pid)
 
 
 @dataclass(eq=False)
@@ -193,6 +221,8 @@ class Lexicon:
     compound_suffixes: tuple = ()                       # ((suffix, value), ...) of unknown gendered words
     compound_exceptions: frozenset = frozenset()
     synthetic: dict = field(default_factory=dict)        # pid -> Paradigm made at run time (numeric ages)
+    cells: "Cells | None" = None                         # person words as cells of gender x age (see Cells)
+    nearest_person: frozenset = frozenset()              # attributes said of the nearest person ("with dark skin")
 
     def __repr__(self) -> str:
         return f"Lexicon({self.name!r}, attributes={list(self.attributes)})"
@@ -249,6 +279,7 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
     if not isinstance(attrs, dict) or not attrs:
         raise bad('"attributes" must be a non-empty object')
     attributes: dict[str, tuple[str, ...]] = {}
+    nearest: set = set()
     paradigms: list[Paradigm] = []
     entries: dict[str, list[Entry]] = {}
     owner: dict[str, Paradigm] = {}
@@ -262,6 +293,10 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
                 or len(set(values)) != len(values)):
             raise bad(f"attribute {aname!r}: \"values\" must list at least 2 distinct non-empty strings")
         attributes[aname] = tuple(values)
+        if spec.get("nearest_person", False) is not False:
+            if spec["nearest_person"] is not True:
+                raise bad(f"attribute {aname!r}: \"nearest_person\" must be true or false")
+            nearest.add(aname)
         plist = spec.get("paradigms")
         if not isinstance(plist, list) or not plist:
             raise bad(f"attribute {aname!r}: \"paradigms\" must be a non-empty list")
@@ -284,8 +319,9 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
             if not isinstance(nominal, bool) or (nominal and role != "adjective"):
                 raise bad(f"{where}: \"nominal\" is a boolean allowed on adjectives only")
             forms = p.get("forms")
-            if not isinstance(forms, dict) or set(forms) != set(values):
-                raise bad(f"{where}: \"forms\" must give exactly one surface for each value {list(values)}")
+            if not isinstance(forms, dict) or not set(forms) <= set(values) or len(forms) < 2:
+                raise bad(f"{where}: \"forms\" must give one surface for each of at least two values of {list(values)} "
+                          f"(a value without a form is left out of the candidates of a word written with this paradigm)")
             for v, s in forms.items():
                 if not isinstance(s, str) or not _SURFACE_RE.match(s):
                     raise bad(f"{where}: surface {s!r} must be letters with single spaces/hyphens/apostrophes")
@@ -295,7 +331,7 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
             implies = p.get("implies", {})
             if not isinstance(implies, dict) or not all(isinstance(x, str) for x in implies.values()):
                 raise bad(f"{where}: \"implies\" must map attribute names to short descriptions")
-            forms_ordered = {v: forms[v] for v in values}
+            forms_ordered = {v: forms[v] for v in values if v in forms}
             modifier = p.get("modifier")
             if modifier is not None and (isinstance(modifier, bool) or not isinstance(modifier, int)
                                          or not 0 <= modifier < len(plist) or role != "noun"):
@@ -377,6 +413,7 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
         par = plist[sn["paradigm"]]
         add_entry(sn.get("word"), dict(paradigm=par, value=sn["value"], kind="snap",
                                        role="noun" if par.role in ("noun", "title") else "adjective"))
+    cells = _parse_cells(data.get("cells"), attributes, paradigms, add_entry, bad)
     # demonyms: generated table + the lexicon's region -> value map
     dem = data.get("demonyms")
     dem_pid = None
@@ -463,7 +500,47 @@ def parse_lexicon(data: object, source: str = "<data>") -> Lexicon:
                    agentive_suffixes=tuple(sorted(fs("agentive_suffixes"), key=len, reverse=True)),
                    agentive_exceptions=fs("agentive_exceptions"), non_person_heads=fs("non_person_heads"),
                    non_person_head_suffixes=tuple(sorted(fs("non_person_head_suffixes"), key=len, reverse=True)),
-                   person_evidence=fs("person_evidence"))
+                   person_evidence=fs("person_evidence"), cells=cells, nearest_person=frozenset(nearest))
+
+
+def _parse_cells(spec, attributes, paradigms, add_entry, bad) -> "Cells | None":
+    """The optional "cells" section: {"gender": "gender", "age": "age", "child": "child",
+    "families": [{"adult": i, "child": j, "adjective": k}, ...] (paradigm indices within gender / age),
+    "merge": [age paradigm indices], "snaps": [{"words": [...], "family": f, "gender": v, "age": v}]}."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or spec.get("gender") not in attributes or spec.get("age") not in attributes \
+            or spec.get("child") not in attributes.get(spec.get("age"), ()):
+        raise bad('"cells" needs "gender" and "age" attributes and the "child" value of age')
+    g, a = spec["gender"], spec["age"]
+    gp = [p for p in paradigms if p.attribute == g]
+    ap = [p for p in paradigms if p.attribute == a]
+
+    def pick(lst, k, what):
+        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < len(lst):
+            raise bad(f'cells: {what} must be a paradigm index')
+        return lst[k]
+    families, by_pid = [], {}
+    for fam in spec.get("families", []):
+        f = Family(pick(gp, fam.get("adult"), "adult"), pick(gp, fam.get("child"), "child"),
+                   pick(ap, fam.get("adjective"), "adjective"))
+        if set(f.adult.forms) != set(attributes[g]) or set(f.child.forms) != set(attributes[g]) \
+                or set(f.adjective.forms) | {spec["child"]} != set(attributes[a]):
+            raise bad("cells: a family's nouns need every gender value and its adjective every age value")
+        families.append(f)
+        by_pid[f.adult.pid] = f
+        by_pid[f.child.pid] = f
+    merge = frozenset(pick(ap, k, "merge").pid for k in spec.get("merge", []))
+    for k, sn in enumerate(spec.get("snaps", [])):
+        fam = families[sn["family"]] if isinstance(sn.get("family"), int) and 0 <= sn["family"] < len(families) \
+            else None
+        if fam is None or sn.get("gender") not in attributes[g] or sn.get("age") not in attributes[a]:
+            raise bad(f"cells: snap #{k} needs a family index and a gender and an age value")
+        par = fam.child if sn["age"] == spec["child"] else fam.adult
+        for w in sn.get("words", []):
+            add_entry(w, dict(paradigm=par, value=sn["gender"], kind="snap", role="noun",
+                              implied=((a, sn["age"]),)))
+    return Cells(g, a, spec["child"], tuple(families), merge, by_pid)
 
 
 @cache

@@ -72,14 +72,29 @@ def findings(tok: Tokens, cs: Cues, b: Binding, lex: Lexicon, active: frozenset)
                 reason = "names a real person, which no candidate can hide"
             elif c.kind == "compound":
                 reason = "reads as a gendered person word that the lexicon cannot swap"
-            elif c in cs.case_misses:
-                reason = "its capitalisation cannot be varied safely"
             else:
                 reason = f"lexicon '{lex.name}' has no value space that swaps it"
             add(Finding(c.surface, c.stype, reason, c.fix or generic))
         elif c.par is not None and c.person is not None and c.par.attribute not in active:
             add(Finding(c.surface, c.par.attribute, "its attribute is not in the protected attributes",
                         f"add {c.par.attribute} to attributes", by_choice=True))
+        if c.par is not None and c.person is not None and not c.in_cell and not c.negative:
+            # a word that names a value of a second attribute ("girl": a child) is swapped as a cell or refused,
+            # never warned and sent
+            for a, what in list(c.par.implies.items()) + [(a, v) for a, v in c.implied]:
+                if a not in lex.attributes:
+                    continue
+                if a not in active:
+                    add(Finding(c.surface, a, f"it also names the person's {a} ({what}), which is not in the protected "
+                                f"attributes", f"add {a} to attributes", by_choice=True))
+                elif lex.cells is not None and a == lex.cells.age and lex.cells.gender not in active:
+                    add(Finding(c.surface, a, f"it also names the person's {a} ({what}), which is swapped only together "
+                                f"with {lex.cells.gender}", f"add {lex.cells.gender} to attributes (a "
+                                f"'{c.surface}' is swapped as a cell of {lex.cells.gender} and {a})"))
+                else:
+                    add(Finding(c.surface, a, f"it also names the person's {a} ({what}), which lexicon '{lex.name}' "
+                                f"cannot swap with this word", "describe the person with words the lexicon swaps "
+                                "(e.g. 'a young woman', 'an old man'), or use the default preset"))
     for c, h in b.possible:
         if c.par is not None and c.par.attribute not in active:
             continue

@@ -46,7 +46,7 @@ def article(style: str, surface: str) -> str:
 
 @dataclass
 class Template:
-    key: tuple                      # the public template: literals, refs, slots
+    key: tuple                      # the public template: literals, refs, slots and their value spaces
     values: tuple                   # the value of each slot
     slots: tuple                    # ((person ordinal, attribute), ...)
     refs: tuple
@@ -54,6 +54,7 @@ class Template:
     normalised: bool
     persons: int                    # people with at least one slot
     snaps: tuple = ()               # (what the user wrote, what every candidate writes, attribute, value)
+    spaces: tuple = ()              # the values each slot takes (a word that cannot write a value leaves it out)
 
 
 @dataclass
@@ -64,53 +65,104 @@ class Reading:
     template: Template
 
 
+def _cell_plan(per, lex: Lexicon, active: frozenset, tok: Tokens):
+    """How a person named with a cell noun is written: ("j", noun, adjective) when the age stands right before
+    the noun ("old woman") or only in the noun ("girl", "grandmother") -- the phrase is one cell, rendered
+    whole; ("n", noun, None) when the age is said elsewhere ("an old Asian woman", "a 30-year-old woman") --
+    only the noun follows the age (girl for a child, woman otherwise).  None: no cell."""
+    cells = lex.cells
+    if cells is None or cells.age not in active or cells.gender not in active or cells.age not in per.values:
+        return None
+    noun = next((c for c in per.cues if c.role == "noun" and not c.negative and cells.family(c.par) is not None), None)
+    if noun is None:
+        return None
+    ages = [c for c in per.cues if c.par is not None and c.par.attribute == cells.age and not c.negative]
+    adj = next((c for c in ages if c.t1 == noun.t0 and c.role == "adjective" and c.kind in ("form", "snap")
+                and c.par.pid in cells.merge and tok.gaps[noun.t0] == " "), None)
+    if adj is not None and len(ages) == 1:
+        return ("j", noun, adj)
+    if not ages:
+        return ("j", noun, None)
+    return ("n", noun, None)
+
+
+def _cell_table(kind: str, fam, style: str, gender_values, age_values, child: str) -> dict:
+    out = {}
+    for g in gender_values:
+        for a in age_values:
+            if a == child:
+                text = fam.child.forms[g]
+            elif kind == "j":
+                text = f"{fam.adjective.forms[a]} {fam.adult.forms[g]}"
+            else:
+                text = fam.adult.forms[g]
+            out[(g, a)] = apply_style(style, text)
+    return out
+
+
 def template(tok: Tokens, b: Binding, lex: Lexicon, active: frozenset) -> Template:
     text, low, words, gaps = tok.text, tok.low, tok.words, tok.gaps
-    at = None
-    slots, values, refs = [], [], []
+    at = {k for x in b.persons for y in x.cues for k in range(y.t0, y.t1)}
+    cells = lex.cells
+    slots, values, refs = [], [], []          # refs: (c0, c1, key, rendered for the real values)
     ordinal = 0
     normalised = False
     snaps = []
     attr_order = list(lex.attributes)
     for per in b.persons:
-        used = False
+        plan = _cell_plan(per, lex, active, tok)
+        joint = {id(plan[1])} | ({id(plan[2])} if plan[2] is not None else set()) if plan else set()
+        slot_of = {}
         for a in attr_order:
             if a not in active:
                 continue
             cl = [c for c in per.cues if c.par is not None and c.par.attribute == a and not c.negative]
-            if not cl:
+            if not cl and not (plan and a == cells.age):
                 continue
-            used = True
-            si = len(slots)
+            slot_of[a] = len(slots)
             slots.append((ordinal, a))
             values.append(per.values[a])
-            for c in cl:
-                refs.append((c.c0, c.c1, ("w", si, c.par.pid, c.style)))
-                surface = text[c.c0:c.c1]
-                rendered = apply_style(c.style, c.par.forms[c.value])
-                if rendered != surface:
+        if not slot_of:
+            continue
+        ordinal += 1
+        mine = []
+        for c in per.cues:
+            if c.par is None or c.negative or c.par.attribute not in slot_of or id(c) in joint:
+                continue
+            key = ("w", slot_of[c.par.attribute], c.par.pid, c.style)
+            mine.append((c.c0, c.c1, key, apply_style(c.style, c.par.forms[c.value]), c, c.par.attribute))
+        if plan:
+            kind, noun, adj = plan
+            first = adj or noun
+            fam = cells.family(noun.par)
+            style = first.style if first.style in ("natural", "lower", "title", "upper") else "natural"
+            key = (kind, slot_of[cells.gender], slot_of[cells.age], fam.adult.pid, style)
+            vals = (per.values[cells.gender], per.values[cells.age])
+            rendered = _cell_table(kind, fam, style, (vals[0],), (vals[1],), cells.child)[vals]
+            noun.in_cell = True
+            mine.append((first.c0, noun.c1, key, rendered, first, cells.age if kind == "j" else cells.gender))
+        for c0, c1, key, rendered, c, a in mine:
+            refs.append((c0, c1, key))
+            surface = text[c0:c1]
+            if rendered != surface:
+                normalised = True
+                snaps.append((surface, rendered, a, per.values[a]))
+            p = c.t0 - 1
+            if p >= 0 and low[p] in ("a", "an") and p not in at and _ARTICLE_GAP_RE.match(gaps[c.t0]):
+                art = words[p]
+                if art in ("a", "an"):
+                    ast = "lower"
+                elif art == "An":
+                    ast = "title"
+                elif art == "AN":
+                    ast = "upper"
+                elif art == "A":
+                    ast = "upper" if c.style == "upper" else "title"
+                else:
+                    continue
+                if art != article(ast, rendered):
                     normalised = True
-                    snaps.append((surface, rendered, a, c.value))
-                p = c.t0 - 1
-                if at is None:
-                    at = {k for x in b.persons for y in x.cues for k in range(y.t0, y.t1)}
-                if p >= 0 and low[p] in ("a", "an") and p not in at and _ARTICLE_GAP_RE.match(gaps[c.t0]):
-                    art = words[p]
-                    if art in ("a", "an"):
-                        ast = "lower"
-                    elif art == "An":
-                        ast = "title"
-                    elif art == "AN":
-                        ast = "upper"
-                    elif art == "A":
-                        ast = "upper" if c.style == "upper" else "title"
-                    else:
-                        continue
-                    if art != article(ast, rendered):
-                        normalised = True
-                    refs.append((tok.spans[p][0], tok.spans[p][1], ("a", si, c.par.pid, c.style, ast)))
-        if used:
-            ordinal += 1
+                refs.append((tok.spans[p][0], tok.spans[p][1], ("a", key, ast)))
     refs.sort(key=lambda r: r[0])
     literals, pos = [], 0
     for c0, c1, _ in refs:
@@ -118,7 +170,30 @@ def template(tok: Tokens, b: Binding, lex: Lexicon, active: frozenset) -> Templa
         pos = c1
     literals.append(text[pos:])
     ref_t, lit_t, slot_t = tuple(r[2] for r in refs), tuple(literals), tuple(slots)
-    return Template((lit_t, ref_t, slot_t), tuple(values), slot_t, ref_t, lit_t, normalised, ordinal, tuple(snaps))
+    spaces = _spaces(ref_t, slot_t, lex)
+    return Template((lit_t, ref_t, slot_t, spaces), tuple(values), slot_t, ref_t, lit_t, normalised, ordinal,
+                    tuple(snaps), spaces)
+
+
+def _spaces(refs: tuple, slots: tuple, lex: Lexicon) -> tuple:
+    """Each slot's values: those every word of the slot can write.  The cell value "child" only where a cell
+    noun or an age noun writes it (no "little doctor")."""
+    cells = lex.cells
+    out = []
+    for si, (_, a) in enumerate(slots):
+        vals = list(lex.attributes[a])
+        child_ok = False
+        for ref in refs:
+            if ref[0] == "w" and ref[1] == si:
+                par = paradigm_by_pid(lex, ref[2])
+                vals = [v for v in vals if v in par.forms]
+                child_ok = child_ok or par.role == "noun"
+            elif ref[0] in ("j", "n") and si in ref[1:3]:
+                child_ok = True
+        if cells is not None and a == cells.age and not child_ok:
+            vals = [v for v in vals if v != cells.child]
+        out.append(tuple(vals))
+    return tuple(out)
 
 
 def read(text: str, lex: Lexicon, active: frozenset) -> Reading:
@@ -130,20 +205,25 @@ def read(text: str, lex: Lexicon, active: frozenset) -> Reading:
 
 
 def renderers(t: Template, lex: Lexicon) -> list:
-    """For each ref: (slot, {value: rendered string})."""
-    out = []
-    for ref in t.refs:
-        par = paradigm_by_pid(lex, ref[2])
-        if ref[0] == "w":
-            out.append((ref[1], {v: apply_style(ref[3], s) for v, s in par.forms.items()}))
-        else:
-            out.append((ref[1], {v: article(ref[4], apply_style(ref[3], s)) for v, s in par.forms.items()}))
-    return out
+    """For each ref: (slot indices, {values of those slots: rendered string})."""
+
+    def table(key):
+        if key[0] == "w":
+            par = paradigm_by_pid(lex, key[2])
+            return (key[1],), {(v,): apply_style(key[3], par.forms[v]) for v in t.spaces[key[1]]}
+        if key[0] in ("j", "n"):
+            fam = lex.cells.by_pid[key[3]]
+            return (key[1], key[2]), _cell_table(key[0], fam, key[4], t.spaces[key[1]], t.spaces[key[2]],
+                                                 lex.cells.child)
+        sis, inner = table(key[1])
+        return sis, {vals: article(key[2], s) for vals, s in inner.items()}
+
+    return [table(ref) for ref in t.refs]
 
 
 def render_all(t: Template, lex: Lexicon, active: frozenset) -> tuple[list, int, int]:
     """(candidates, real_index, combinations); real_index -1 when the real combination does not read back."""
-    spaces = [lex.attributes[a] for _, a in t.slots]
+    spaces = t.spaces
     combos = 1
     for sp in spaces:
         combos *= len(sp)
@@ -153,8 +233,8 @@ def render_all(t: Template, lex: Lexicon, active: frozenset) -> tuple[list, int,
     real_index = -1
     for vals in itertools.product(*spaces):
         parts = [lits[0]]
-        for k, (si, table) in enumerate(rends):
-            parts.append(table[vals[si]])
+        for k, (sis, tab) in enumerate(rends):
+            parts.append(tab[tuple(vals[s] for s in sis)])
             parts.append(lits[k + 1])
         c = "".join(parts)
         if combos > 1:
