@@ -22,6 +22,13 @@ By default it measures the development corpus (``labelled.txt``, which the rules
 under ``"heldout"``, the same numbers for ``heldout.txt``: batches labelled before they were first run
 and never tuned on -- the honest generalisation numbers.  ``--corpus FILE`` measures one file only.
 
+Since issue 20 the JSON also holds ``"corpora"``: ``dev``, ``heldout`` and ``shared_b``
+(``../shared/privacy/realistic-b.jsonl`` beside the repository, read only when present; ``--shared-b FILE``
+names another), each measured by the labelling rules of that corpus's README (:func:`corpus_summary`):
+core recall, core-only protected rate, fail-open (any revealed type neither swapped nor refused; a leak
+warning does not count), refusal rate, non-person clean rate, false refusals, invariance, coherence,
+timings and, for a JSON-lines corpus, fail-open and refusals per category; ``"goals"`` holds the issue's.
+
 Options: ``--corpus FILE``, ``--heldout FILE``, ``--repeat K`` (default 5), ``--show-refusals K`` (print K refusal
 messages in the JSON).
 """
@@ -29,6 +36,7 @@ messages in the JSON).
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import time
@@ -76,6 +84,7 @@ def run(argv: list[str]) -> dict:
     ap.add_argument("--heldout", default=None)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--show-refusals", type=int, default=0)
+    ap.add_argument("--shared-b", default=None, help="a JSON-lines corpus (default ../shared/privacy/realistic-b.jsonl)")
     args = ap.parse_args(argv)
     dev_path = args.corpus or str(DEFAULT_CORPUS)
     held_path = args.heldout or (None if args.corpus else str(HELDOUT_CORPUS))
@@ -85,6 +94,8 @@ def run(argv: list[str]) -> dict:
         for k in ("goals", "repeat", "python", "machine", "bench"):
             held.pop(k, None)
         out["heldout"] = held
+    shared_b = args.shared_b or (None if args.corpus else SHARED_B_CORPUS)
+    out.update(issue20_report(dev_path, held_path, shared_b, args.repeat))
     return out
 
 
@@ -202,8 +213,201 @@ def _measure(corpus: str, args) -> dict:
     }
 
 
+# ---- issue 20: per-corpus numbers by the labelling rules of ../shared/privacy/README.md ---------------------
+# Kept apart from _measure (whose keys older tests read): one summary per corpus, the README's definition of
+# fail-open (a leak warning does not count as handled), and the issue's goals.
+
+SHARED_B_CORPUS = DEFAULT_CORPUS.parents[3].parent / "shared" / "privacy" / "realistic-b.jsonl"
+NON_CORE = ("religion", "disability", "orientation", "name", "body")
+TYPE_ALIASES = {"sexual_orientation": "orientation"}     # the shared corpus's name -> this corpus's name
+PROTECTS = {"skin_tone": "ethnicity"}                    # a swapped attribute -> the type it protects
+NON_ENGLISH_CATEGORIES = frozenset({"non_english"})
+ISSUE20_GOALS = {"fail_open_rate": "<= 0.02", "core_only_protected_rate": ">= 0.85",
+                 "non_person_clean_rate": ">= 0.95", "invariance": "== 1.0", "coherence_failures": "== 0",
+                 "crashes": "== 0", "median_ms": "<= 2", "p99_ms": "<= 20"}
+
+
+def expected_outcome(types, *, non_english: bool = False) -> str:
+    """The outcome the README's rules ask for: nothing revealed -> clean; a non-core type or a prompt that
+    is not English -> refused (the expander cannot swap it or cannot read it); otherwise protected."""
+    if not types:
+        return "clean"
+    if non_english or any(t not in CORE for t in types):
+        return "refused"
+    return "protected"
+
+
+def load_jsonl_corpus(path: str | Path) -> list[dict]:
+    """Rows of a JSON-lines corpus ({"prompt", "expect", "category"}) in :func:`load_corpus`'s shape, the
+    expected outcome derived by :func:`expected_outcome` (category ``non_english`` -> not English)."""
+    rows = []
+    for k, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{k}: not JSON ({err.msg}); expected one object a line") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) \
+                or not isinstance(obj.get("expect", []), list):
+            raise ValueError(f"{path}:{k}: expected {{\"prompt\": str, \"expect\": [types], \"category\": str}}")
+        named = {TYPE_ALIASES.get(t, t) for t in obj.get("expect", [])}
+        if not named <= {*CORE, *NON_CORE}:
+            raise ValueError(f"{path}:{k}: unknown type in {obj['expect']!r}; known: {', '.join((*CORE, *NON_CORE))}")
+        types = sorted(named, key=(*CORE, *NON_CORE).index)
+        category = str(obj.get("category") or "-")
+        rows.append({"outcome": expected_outcome(types, non_english=category in NON_ENGLISH_CATEGORIES),
+                     "types": types, "prompt": obj["prompt"], "preset": obj.get("preset", "default"),
+                     "line": k, "category": category})
+    return rows
+
+
+def load_any_corpus(path: str | Path) -> list[dict]:
+    return load_jsonl_corpus(path) if str(path).endswith(".jsonl") else load_corpus(path)
+
+
+def protected_types(expansion) -> set[str]:
+    """The types an expansion protects: its swapped attributes (skin_tone counts as ethnicity), none at N = 1."""
+    if expansion is None or expansion.n < 2:
+        return set()
+    return {PROTECTS.get(a, a) for a in expansion.attributes}
+
+
+def judge(row: dict, got: str, expansion) -> str:
+    """'handled' (every revealed type swapped with N > 1, or refused), 'fail_open', 'crash' or 'no_person'."""
+    if got == "crash":
+        return "crash"
+    if not row["types"]:
+        return "no_person"
+    if got == "refused" or set(row["types"]) <= protected_types(expansion):
+        return "handled"
+    return "fail_open"
+
+
+def corpus_summary(rows: list[dict], repeat: int = 1) -> dict:
+    """The issue-20 numbers for one corpus (see the module doc and ISSUE20_GOALS)."""
+    from obclip_nodes.privacy import ExpansionError, expand_prompt, load_lexicon, verify_closure
+    from obclip_nodes.privacy.render import coherence_failures
+
+    for name in {r["preset"] for r in rows}:                 # warm the caches: loading is not per-prompt cost
+        lex = load_lexicon(name)
+        for r in rows[:20]:
+            try:
+                expand_prompt(r["prompt"], lexicon=lex)
+            except Exception:  # noqa: BLE001 - warming only
+                pass
+    recall = {t: [0, 0] for t in CORE}
+    core_only, clean, inv, coherence = [0, 0], [0, 0], [0, 0], 0
+    fail_open, false_refusals, crashes, times, cpu_times = [], [], [], [], []
+    refused_revealing, by_category = 0, {}
+    for r in rows:
+        res = classify(r)
+        per, per_cpu = [], []
+        for _ in range(max(1, repeat)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            try:
+                expand_prompt(r["prompt"], lexicon=r["preset"])
+            except Exception:  # noqa: BLE001 - timing only
+                pass
+            per.append((time.perf_counter() - t0) * 1000.0)
+            per_cpu.append((time.process_time() - c0) * 1000.0)
+        times.append(statistics.median(per))
+        cpu_times.append(statistics.median(per_cpu))
+        got, e = res["outcome"], res["expansion"]
+        verdict = judge(r, got, e)
+        swapped = protected_types(e)
+        cat = by_category.setdefault(r.get("category", "-"), {"prompts": 0, "fail_open": 0, "refused": 0})
+        cat["prompts"] += 1
+        cat["refused"] += got == "refused"
+        cat["fail_open"] += verdict == "fail_open"
+        if verdict == "crash":
+            crashes.append({"prompt": r["prompt"], "error": res["message"]})
+        elif verdict == "fail_open":
+            fail_open.append({"line": r["line"], "prompt": r["prompt"], "types": r["types"], "got": got,
+                              "swapped": sorted(swapped), "n": e.n if e is not None else 0})
+        if r["types"]:
+            refused_revealing += got == "refused"
+        if r["outcome"] == "protected":
+            for t in r["types"]:
+                recall[t][1] += 1
+                recall[t][0] += t in swapped
+            core_only[1] += 1
+            core_only[0] += set(r["types"]) <= swapped
+        if r["outcome"] == "clean":
+            clean[1] += 1
+            clean[0] += got == "clean"
+            if got == "refused":
+                false_refusals.append({"prompt": r["prompt"], "message": res["message"]})
+        if e is not None:
+            inv[1] += 1
+            try:
+                verify_closure(r["prompt"], lexicon=r["preset"])
+                inv[0] += 1
+            except (AssertionError, ExpansionError):
+                pass
+            if e.n > 1:
+                lex = load_lexicon(r["preset"])
+                coherence += len(coherence_failures(e.candidates, lex, frozenset(lex.attributes)))
+    revealing = sum(1 for r in rows if r["types"])
+    times.sort()
+    cpu_times.sort()
+
+    def rate(a, b):
+        return round(a / b, 4) if b else None
+
+    def pct(xs, q):
+        return round(xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))], 4) if xs else None
+
+    out = {
+        "prompts": len(rows),
+        "revealing_prompts": revealing,
+        "core_recall": {t: rate(a, b) for t, (a, b) in recall.items()},
+        "core_recall_counts": {t: f"{a}/{b}" for t, (a, b) in recall.items()},
+        "core_only_protected_rate": rate(*core_only),
+        "core_only_prompts": core_only[1],
+        "fail_open": len(fail_open),
+        "fail_open_rate": rate(len(fail_open), revealing),
+        "refusal_rate": rate(refused_revealing, revealing),
+        "non_person_clean_rate": rate(*clean),
+        "non_person_prompts": clean[1],
+        "false_refusals": len(false_refusals),
+        "invariance": rate(*inv),
+        "invariance_checked": inv[1],
+        "coherence_failures": coherence,
+        "crashes": len(crashes),
+        "median_ms": round(statistics.median(times), 4) if times else None,
+        "p99_ms": pct(times, 0.99),
+        "median_cpu_ms": round(statistics.median(cpu_times), 4) if cpu_times else None,
+        "p99_cpu_ms": pct(cpu_times, 0.99),
+    }
+    out["meets_goals"] = meets_goals(out)
+    if any("category" in r for r in rows):
+        out["by_category"] = dict(sorted(by_category.items()))
+    out.update({"fail_open_prompts": fail_open, "false_refusal_prompts": false_refusals, "crash_prompts": crashes})
+    return out
+
+
+def meets_goals(summary: dict) -> dict:
+    """Each ISSUE20_GOALS entry -> whether this summary meets it (None when the corpus has no such prompts)."""
+    ops = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "==": lambda a, b: a == b}
+    result = {}
+    for key, goal in ISSUE20_GOALS.items():
+        op, bound = goal.split()
+        value = summary.get(key)
+        result[key] = None if value is None else ops[op](value, float(bound))
+    return result
+
+
+def issue20_report(dev: str | None, heldout: str | None, shared_b: str | Path | None, repeat: int) -> dict:
+    """``{"corpora": {name: corpus_summary}, "goals": ISSUE20_GOALS}``; the shared corpus only when present."""
+    corpora = {}
+    for name, path in (("dev", dev), ("heldout", heldout), ("shared_b", shared_b)):
+        if path is not None and Path(path).is_file():
+            corpora[name] = {"path": str(path), **corpus_summary(load_any_corpus(path), repeat)}
+    return {"corpora": corpora, "goals": dict(ISSUE20_GOALS)}
+
+
 if __name__ == "__main__":  # pragma: no cover
-    import json
     import sys
 
     print(json.dumps(run(sys.argv[1:]), indent=2))

@@ -100,12 +100,22 @@ def test_labelled_corpus_is_large_varied_and_labelled():
 
 
 def test_bench_meets_the_goals_on_the_labelled_corpus():
+    """Issue 20's goals on every corpus the bench reads: own dev, own held-out and, when present beside the
+    repository, shared B (labels by ../shared/privacy/README.md).  Timing goals live in the bench only."""
     r = run(["--repeat", "1"])
-    assert all(v >= 0.95 for v in r["core_recall"].values()), r["core_recall"]
-    assert r["fail_open_rate"] <= 0.01, r["fail_open_prompts"]
-    assert r["non_person_clean_rate"] >= 0.97
-    assert r["invariance"] == 1.0 and r["coherence_failures"] == 0 and r["crashes"] == 0
-    assert r["outcome_accuracy"] >= 0.97, r["mismatches"]
+    assert {"dev", "heldout"} <= set(r["corpora"])
+    missed = {}
+    for name, c in r["corpora"].items():
+        got = {"fail_open_rate": c["fail_open_rate"] <= 0.02,
+               "core_only_protected_rate": c["core_only_protected_rate"] >= 0.85,
+               "non_person_clean_rate": c["non_person_clean_rate"] >= 0.95,
+               "invariance": c["invariance"] == 1.0,
+               "coherence_failures": c["coherence_failures"] == 0,
+               "crashes": c["crashes"] == 0}
+        bad = {k: c[k] for k, ok in got.items() if not ok}
+        if bad:
+            missed[name] = {**bad, "fail_open_prompts": [f["prompt"] for f in c["fail_open_prompts"]][:40]}
+    assert not missed, json.dumps(missed, indent=1, ensure_ascii=False)
 
 
 def test_bench_counts_fail_open(tmp_path):
