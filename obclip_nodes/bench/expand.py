@@ -9,7 +9,7 @@ and its median is kept; the result reports the median and p95 of those per-promp
 
 Options: ``--preset default|paper`` (default: both, each prompt with its own preset),
 ``--repeat K`` (default 15), ``--corpus FILE`` (one prompt per line, or a JSON list of strings;
-replaces the built-in corpus), ``--max-candidates M`` (default 32).
+replaces the built-in corpus), ``--max-candidates M`` (default 40, as the node).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def run(argv: list[str]) -> dict:
     ap.add_argument("--preset", choices=["default", "paper"], default=None)
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--corpus", default=None)
-    ap.add_argument("--max-candidates", type=int, default=32)
+    ap.add_argument("--max-candidates", type=int, default=40)
     args = ap.parse_args(argv)
     corpus = _load_corpus(args.corpus, args.preset) if args.corpus else build_corpus(args.preset)
     for name in {lex for _, lex in corpus}:

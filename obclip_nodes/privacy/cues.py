@@ -33,6 +33,10 @@ _NUM_SHAPES = (
                                  r"(?:[ -](?:one|two|three|four|five|six|seven|eight|nine))?|ten|eleven|twelve|"
                                  r"thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen)[ \t]*-?[ \t]*years?"
                                  r"[ \t]*-?[ \t]*old\b", re.IGNORECASE)),
+    ("years", "anchor", re.compile(r"\b(?P<pro>she|he)[ \t]+(?:is|was|turns|turned|just[ \t]+turned)[ \t]+"
+                                   r"(?P<n>\d{1,3})\b(?![.:,]\d)(?![ \t]*(?:%|percent|cm|kg|km|m\b|mm|ft|feet|"
+                                   r"inches|lbs|pounds|minutes|hours|seconds|times|points|years?[ \t]+ago))",
+                                   re.IGNORECASE)),
     ("years", "back", re.compile(r"(?<=[^\W\d_])[ \t]*\((?P<n>\d{1,3})\)")),
     ("years", "back", re.compile(r"\baged?[ \t]+(?P<n>\d{1,3})\b(?![.:]\d)", re.IGNORECASE)),
     ("years", "back", re.compile(r"(?<=[^\W\d_])[ \t]*,[ \t]*(?P<n>\d{1,3})(?=[ \t]*(?:[,.;)\n]|$))")),
@@ -230,6 +234,9 @@ def find_cues(tok: Tokens, lex: Lexicon, *, full: bool = True) -> Cues:
             put(Cue(i, i + k, c0, c1, "sensitive", e0.role, e0.stype, surface=surface, fix=e0.fix,
                     negative=tok.negative[i]))
             continue
+        if e0.kind in ("snap", "form") and surface[:1].isupper() and i + k < n and gaps[i + k] == " " \
+                and tok.words[i + k] in lex.place_suffixes:
+            continue                                  # "Kings Canyon", "Queens Park", "Old Town": places
         if e0.kind in ("snap", "form") and (e0.paradigm.role == "noun" or e0.paradigm.attribute == "age") \
                 and i + k < n and gaps[i + k] in (" ", "-") and low[i + k] in lex.animals:
             continue                                  # "mother bear", "baby elephant", "young lion": animals
@@ -319,7 +326,9 @@ def _names(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:
         named = (prev in lex.name_context and gaps[i].strip() == "") or (
             prev in lex.name_titles and gaps[i] in (" ", ". ") and capital(words[i - 1])
             and words[i] not in lex.place_suffixes and low[i] not in lex.stop_words)
-        known = w in lex.first_names or w in lex.celebrities
+        known = w in lex.first_names or w in lex.celebrities or (
+            prev in lex.person_nouns and gaps[i] == " " and i + 1 <= n and low[i] not in lex.stop_words
+            and w not in lex.place_prefixes and w not in lex.place_suffixes)
         # an unknown "Firstname Lastname" in a prompt that is otherwise written in lower case
         pair = (not known and not named and lowercase_prompt and i + 1 < n and capital(words[i + 1])
                 and gaps[i + 1] == " " and at[i + 1] is None and w not in lex.place_prefixes

@@ -180,7 +180,8 @@ def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
     if combos > max(16 * max_candidates, 64):
         raise _too_many(lex, t.slots, combos, max_candidates, exact=False, spaces=t.spaces)
     cands, real_index, combos = render_all(t, lex, active)
-    if real_index < 0:
+    if real_index < 0 or (combos > 1 and len(cands) < 2):
+        # (one candidate of several combinations would be the prompt itself, sent with its sensitive words)
         raise ExpansionError(
             "could not build a candidate set that reads back the same for every candidate (the prompt's structure "
             "depends on its sensitive words in a way this expander cannot vary safely); rephrase, e.g. replace "

@@ -37,10 +37,11 @@ _SCRIPTS = {"CJK": "Chinese or Japanese", "HIRAGANA": "Japanese", "KATAKANA": "J
             "GREEK": "Greek", "DEVANAGARI": "Hindi or another Devanagari-script language", "THAI": "Thai",
             "BENGALI": "Bengali", "TAMIL": "Tamil", "ARMENIAN": "Armenian", "GEORGIAN": "Georgian"}
 ENGLISH_ZIPF = 2.5          # at or above: an English word (sombrero 2.6, paella 2.6; mujer 2.3, jeune 2.4)
-FOREIGN_ZIPF = 3.0          # another language uses it at least this often ...
-FOREIGN_MARGIN = 1.0        # ... and this much more often than English does
-TYPO_ZIPF = 2.0
-_FLOOR = 1.0                # the frequency a language's list gives a word it does not hold             # below: not an English word, so a near miss of a lexicon word is a misspelling
+FOREIGN_ZIPF = 3.5          # a lone foreign word: another language uses it at least this often ...
+FOREIGN_MARGIN = 1.5        # ... and this much more often than English does ("abuela": es 4.6, en 2.3)
+TYPO_ZIPF = 2.0             # below: not an English word, so a near miss of a lexicon word is a misspelling
+TYPO_ZIPF_BEFORE_PERSON = 3.5   # right before a person word a rarer-than-common word is read too ("yung man")
+_FLOOR = 1.0                # the frequency a language's list gives a word it does not hold
 _FIX_LANGUAGE = "write the prompt in English (the expander reads English only), or turn on allow_unprotected"
 
 
@@ -108,6 +109,9 @@ def check(tok: Tokens, lex: Lexicon) -> tuple[list[Correction], list[Unreadable]
     english, others, osa, extract, indel = _tables()
     corrections: list[Correction] = []
     unreadable: list[Unreadable] = []
+    entries, pn = lex.entries, lex.person_nouns
+    names, names_lower = lex.first_names, None
+    targets, reveals = _targets(lex)
     scripts: dict[str, list[str]] = {}
     for w in tok.words:
         for ch in w:
@@ -120,16 +124,15 @@ def check(tok: Tokens, lex: Lexicon) -> tuple[list[Correction], list[Unreadable]
         unreadable.append(Unreadable(shown, "language", f"it is written in {_SCRIPTS.get(s, s.title() + ' script')}, "
                                      f"which the expander cannot read, so it cannot tell whether it names a person's "
                                      f"gender, age or ethnicity", _FIX_LANGUAGE))
-    entries, pn = lex.entries, lex.person_nouns
-    names, names_lower = lex.first_names, None
-    targets, reveals = _targets(lex)
     # the prompt's language: naive Bayes over the words' frequencies (unknown words at a floor), so a prompt
     # whose words are together likelier German than English is German even where each could be English
     votes = {c: 0.0 for c in others}
     strong = {c: [] for c in others}
     counted = 0
     for i, low in enumerate(tok.low):
-        if not low.isalpha() or any(_script(ch) for ch in low):
+        # the lexicon's own words are English by definition and are what differs between candidates: leaving
+        # them out keeps the verdict the same for every candidate ("men" is Swedish for "but")
+        if not low.isalpha() or any(_script(ch) for ch in low) or low in entries or low in pn:
             continue
         counted += 1
         en = max(_zipf(english.get(low, 0.0)), _FLOOR)
@@ -172,21 +175,27 @@ def check(tok: Tokens, lex: Lexicon) -> tuple[list[Correction], list[Unreadable]
         mid_capital = word[:1].isupper() and i > 0 and tok.segment[i - 1] == tok.segment[i] and \
             not tok.gaps[i].rstrip().endswith((".", "!", "?", "(", "["))
         en = _zipf(english.get(low, 0.0))
-        # a person word with a bare plural/possessive s: "womans face" -> "woman's face"
+        # a person word with a bare possessive s: "womans face" -> "woman's face", "womens portrait" -> "women's"
         if low.endswith("s") and low[:-1] in entries and i + 1 < tok.n and not (
                 tok.gaps[i + 1].strip() or tok.low[i + 1] in lex.stop_words):
             stem = low[:-1]
-            if any(e.paradigm is not None and e.paradigm.role == "noun" and e.paradigm.number == "singular"
-                   and len(e.words) == 1 for e in entries[stem]):
-                corrections.append(Correction(i, word, word[:-1] + "'s"))
+            nouns = [e for e in entries[stem] if e.paradigm is not None and e.paradigm.role == "noun" and len(e.words) == 1]
+            if nouns:       # a plural already ends the word ("womens" -> "women"); a singular takes the possessive
+                plural = any(e.paradigm.number == "plural" for e in nouns)
+                corrections.append(Correction(i, word, word[:-1] + ("" if plural else "'s")))
                 continue
-        if en >= TYPO_ZIPF or mid_capital or len(low) < 4 or not low.isascii():
+        # (any lexicon word counts: "girl" and "young woman" are candidates of one cell)
+        before_person = i + 1 < tok.n and tok.gaps[i + 1] == " " and (tok.low[i + 1] in pn or tok.low[i + 1] in entries)
+        if en >= (TYPO_ZIPF_BEFORE_PERSON if before_person else TYPO_ZIPF) or mid_capital or len(low) < 3 \
+                or not low.isascii():
             continue
         if names_lower is None:
             names_lower = {n.lower() for n in names}
         if low in names_lower:
             continue
         near = extract(low, targets, scorer=osa.distance, score_cutoff=_max_distance(low), limit=4)
+        if len(low) == 3:                                     # "grl": only a one-letter miss of a short word
+            near = [x for x in near if len(x[0]) == 4]
         if not near:
             continue
         d0 = min(d for _, d, _ in near)
@@ -209,19 +218,22 @@ def _lone_foreign_person(tok: Tokens, lex: Lexicon, i: int, best: float, margin:
     possessive or a sensitive word ("a Mexican abuela"), or as a tag of its own.  Names of things
     the lexicon knows (dishes, buildings, animals), artists' names and weak evidence pass."""
     low = tok.low[i]
-    if best < 3.5 or margin < 1.5 or low in lex.non_person_heads or low in lex.animals or low in lex.part_words:
+    if best < FOREIGN_ZIPF or margin < FOREIGN_MARGIN or low in lex.non_person_heads or low in lex.animals or low in lex.part_words:
         return False
     if any(w in lex.artist_markers for w in tok.low[max(0, i - 3):i]):
         return False
-    if tok.words[i][:1].isupper() and i > 0 and tok.segment[i - 1] == tok.segment[i]:
-        return False                                   # a proper noun inside the prompt: a place, a brand
     seg = tok.segment_words(tok.segment[i])
     if len(seg) == 1:
         return True                                    # a tag of its own: "abuela, kitchen, warm light"
     if i == 0 or tok.gaps[i] not in (" ", "-"):
         return i == seg.start
     prev = tok.low[i - 1]
-    return prev in _PERSON_SLOT_BEFORE or prev in lex.entries
+    if prev in _PERSON_SLOT_BEFORE or prev in lex.entries:
+        return True                                    # "an abuela", "Italian nonna", "little Mädchen"
+    if i >= 2 and tok.gaps[i - 1] == " " and tok.low[i - 2] in _PERSON_SLOT_BEFORE and prev.isalpha() \
+            and prev not in lex.stop_words:
+        return True                                    # "a beautiful mujer"
+    return False
 
 
 def _same_case(written: str, word: str) -> str:

@@ -77,7 +77,7 @@ def _cell_plan(per, lex: Lexicon, active: frozenset, tok: Tokens):
     if noun is None:
         return None
     ages = [c for c in per.cues if c.par is not None and c.par.attribute == cells.age and not c.negative]
-    adj = next((c for c in ages if c.t1 == noun.t0 and c.role == "adjective" and c.kind in ("form", "snap")
+    adj = next((c for c in ages if c.t1 == noun.t0 and c.par.role == "adjective" and c.kind in ("form", "snap")
                 and c.par.pid in cells.merge and tok.gaps[noun.t0] == " "), None)
     if adj is not None and len(ages) == 1:
         return ("j", noun, adj)

@@ -10,26 +10,29 @@ from obclip_nodes.privacy import Expansion, ExpansionError, expand_prompt
 def test_fields_and_public_view():
     e = expand_prompt("an old man with his dog")
     assert isinstance(e, Expansion)
-    assert e.n == 6 == len(e.candidates)
+    # "old man" is one cell of gender x age: every cell is written in its natural words, a child as girl/boy
+    assert e.n == 8 == len(e.candidates)
     assert e.candidates == (
-        "a young woman with her dog", "a middle-aged woman with her dog", "an old woman with her dog",
-        "a young man with his dog", "a middle-aged man with his dog", "an old man with his dog")
-    assert e.real_index == 5 and e.real_prompt == "an old man with his dog"
+        "a girl with her dog", "a young woman with her dog", "a middle-aged woman with her dog",
+        "an old woman with her dog", "a boy with his dog", "a young man with his dog", "a middle-aged man with his dog",
+        "an old man with his dog")
+    assert e.real_index == 7 and e.real_prompt == "an old man with his dog"
     assert e.attributes == ("age", "gender")
     assert e.slots == ({"person": 0, "attribute": "gender", "values": ("female", "male")},
-                       {"person": 0, "attribute": "age", "values": ("young", "middle-aged", "old")})
+                       {"person": 0, "attribute": "age", "values": ("child", "young", "middle-aged", "old")})
     view = e.public_view()
-    assert view == {"candidates": list(e.candidates), "attributes": ["age", "gender"], "n": 6,
+    assert view == {"candidates": list(e.candidates), "attributes": ["age", "gender"], "n": 8,
                     "slots": [{"person": 0, "attribute": "gender", "values": ["female", "male"]},
-                              {"person": 0, "attribute": "age", "values": ["young", "middle-aged", "old"]}]}
+                              {"person": 0, "attribute": "age", "values": ["child", "young", "middle-aged", "old"]}]}
     assert json.loads(json.dumps(view)) == view
-    assert "real_index" not in repr(e) and "5" not in json.dumps(view)
+    assert "real_index" not in repr(e) and "7" not in json.dumps(view)
 
 
 def test_public_view_identical_for_every_candidate():
     e = expand_prompt("A young Asian woman reading; she smiles at her cat.")
-    assert e.n == 30 and e.attributes == ("age", "ethnicity", "gender")
+    assert e.n == 40 and e.attributes == ("age", "ethnicity", "gender")
     assert "An old White man reading; he smiles at his cat." in e.candidates
+    assert "A little Black girl reading; she smiles at her cat." in e.candidates
     views = {json.dumps(expand_prompt(c).public_view(), sort_keys=True) for c in e.candidates}
     assert len(views) == 1
 
@@ -59,7 +62,7 @@ def test_unknown_attribute_names_known_ones():
 
 def test_attributes_as_string_and_empty():
     assert expand_prompt("an old man", "gender").n == 2
-    assert expand_prompt("an old man", "age, gender").n == 6
+    assert expand_prompt("an old man", "age, gender").n == 8
     assert expand_prompt("an old man", []).n == 1
 
 
@@ -67,10 +70,11 @@ def test_cap_message_names_attributes_to_drop():
     with pytest.raises(ExpansionError) as ei:
         expand_prompt("a young Asian woman", max_candidates=8)
     msg = str(ei.value)
-    assert "30 candidates" in msg and "max_candidates=8" in msg
-    assert "attributes=['age', 'gender'] (N=6, drops ethnicity)" in msg and "attributes=['ethnicity'] (N=5" in msg
-    assert expand_prompt("a young Asian woman", max_candidates=30).n == 30
-    with pytest.raises(ExpansionError, match="at least 900"):
+    assert "40 candidates" in msg and "max_candidates=8" in msg
+    assert "attributes=['age', 'gender'] (N=8, drops ethnicity)" in msg and "attributes=['ethnicity'] (N=5" in msg
+    assert expand_prompt("a young Asian woman", max_candidates=40).n == 40
+    assert expand_prompt("a young Asian doctor", max_candidates=15).n == 15     # no cell noun: three adult ages
+    with pytest.raises(ExpansionError, match="at least 1600"):
         expand_prompt("a young Asian woman and an old Black man")
     with pytest.raises(ExpansionError, match="positive integer"):
         expand_prompt("a man", max_candidates=0)
@@ -79,10 +83,11 @@ def test_cap_message_names_attributes_to_drop():
 def test_n_growth_is_product_over_slots():
     assert expand_prompt("a woman").n == 2
     assert expand_prompt("a woman and a man").n == 4
-    assert expand_prompt("a woman, a man and a boy").n == 8
-    assert expand_prompt("an old woman and a man").n == 12
+    assert expand_prompt("a woman, a man and a boy").n == 2 * 2 * (2 * 4)      # the boy is a cell of gender x age
+    assert expand_prompt("an old woman and a man").n == 16
+    assert expand_prompt("an old doctor and a man").n == 3 * 2                 # a doctor keeps the three adult ages
     assert expand_prompt("an Asian woman").n == 10
-    assert expand_prompt("a young Asian woman").n == 30
+    assert expand_prompt("a young Asian woman").n == 40
 
 
 def test_leak_warnings():
@@ -99,8 +104,8 @@ def test_leak_warnings():
     e = expand_prompt("Mrs Smith, a Latina teenage girl", allow_unprotected=True)
     assert e.outcome == "allowed" and [f.word for f in e.unprotected] == ["Mrs", "Smith"]   # title + surname
     assert "'Latina' -> 'Hispanic' (ethnicity: hispanic)" in e.normalisations
-    assert "'teenage' -> 'young' (age: young)" in e.normalisations
-    assert "'girl/boy' implies age" in " | ".join(expand_prompt("a girl").leak_warnings)
+    assert "'teenage girl' -> 'girl' (age: child)" in e.normalisations       # a teenager is in the child class
+    assert expand_prompt("a girl").attributes == ("age", "gender")             # swapped as a cell, not warned
     e = expand_prompt("a woman holding a black cat")
     assert any("'black' (ethnicity) was left unchanged" in x for x in e.leak_warnings)
     assert expand_prompt("a black cat").leak_warnings == ()
@@ -123,7 +128,7 @@ def test_pronoun_ambiguity_uses_context():
 def test_server_learns_mentions_what_leaks():
     e = expand_prompt("a young woman")
     s = e.server_learns
-    assert "N=6" in s and "1/6" in s and "age: young, middle-aged, old" in s and "gender: female, male" in s
+    assert "N=8" in s and "1/8" in s and "age: child, young, middle-aged, old" in s and "gender: female, male" in s
     assert "1 person" in s and "does not learn your values" in s
     e = expand_prompt("a woman and a man dancing, she holds his waist")
     assert e.n < e.combinations and "Only 2 of the 4 combinations" in e.server_learns

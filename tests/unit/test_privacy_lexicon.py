@@ -37,7 +37,9 @@ def test_paper_three_attributes_give_30():
 def test_default_value_spaces():
     lex = load_lexicon("default")
     assert lex.attributes["gender"] == ("female", "male")
-    assert lex.attributes["age"] == ("young", "middle-aged", "old")
+    assert lex.attributes["age"] == ("child", "young", "middle-aged", "old")
+    assert lex.attributes["skin_tone"] == ("fair", "light", "olive", "tan", "dark")
+    assert load_lexicon("paper").attributes["age"] == ("young", "middle-aged", "old")      # the paper's N = 30
     assert len(lex.attributes["ethnicity"]) == 5
 
 
@@ -70,7 +72,8 @@ def test_user_lexicon_file(tmp_path):
     (lambda d: d.pop("schema"), '"schema" must be 1'),
     (lambda d: d.__setitem__("attributes", {}), '"attributes" must be a non-empty object'),
     (lambda d: d["attributes"]["hair"].__setitem__("values", ["blond"]), "at least 2 distinct"),
-    (lambda d: d["attributes"]["hair"]["paradigms"][0]["forms"].pop("dark"), "exactly one surface for each value"),
+    (lambda d: d["attributes"]["hair"]["paradigms"][0]["forms"].pop("dark"), "at least two values"),
+    (lambda d: d["attributes"]["hair"]["paradigms"][0]["forms"].__setitem__("red", "ginger"), "at least two values"),
     (lambda d: d["attributes"]["hair"]["paradigms"][0].__setitem__("role", "verb"), '"role" must be one of'),
     (lambda d: d["attributes"]["gender"]["paradigms"][1].pop("case"), 'a pronoun needs "case"'),
     (lambda d: d["attributes"]["hair"]["paradigms"][0]["forms"].__setitem__("dark", "woman"), "already belongs"),

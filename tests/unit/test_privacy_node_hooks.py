@@ -15,16 +15,17 @@ def nodes(comfy_root):
 
 
 def _expand(node, prompt, allow=False, preset="default"):
-    return node.execute(prompt, preset, "", "", 32, False, allow)
+    return node.execute(prompt, preset, "", "", 40, False, allow)
 
 
 def test_expander_text_says_protected_and_normalised(nodes):
     out = _expand(nodes[0], "a teenage Nigerian girl")
     text = out.ui["text"][0]
-    assert text.splitlines()[0] == "N = 30 candidates; attributes: age, ethnicity, gender"
-    assert "Outcome: protected" in text and "Normalised: 'Nigerian' -> 'Black' (ethnicity: black)" in text
+    assert text.splitlines()[0] == "N = 40 candidates; attributes: age, ethnicity, gender"
+    assert "Outcome: protected" in text and "'Nigerian' -> 'Black' (ethnicity: black)" in text
+    assert "'teenage' -> 'little' (age: child)" in text          # a teenager is in the child class
     cands = out.args[0]
-    assert len(cands) == 30 and cands.lexicon == "default" and cands.allow_unprotected is False
+    assert len(cands) == 40 and cands.lexicon == "default" and cands.allow_unprotected is False
 
 
 def test_expander_refuses_and_allows(nodes):

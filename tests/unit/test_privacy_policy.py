@@ -20,7 +20,9 @@ PAPER_TEMPLATE = "Closeup portrait photo of a young asian female, wearing tradit
 
 
 @pytest.mark.parametrize("prompt, words", [
-    ("a Muslim woman wearing a hijab", ["'Muslim' (religion)"]),
+    ("a Muslim woman wearing a hijab", ["'Muslim' (religion)", "'hijab' (religion)"]),
+    ("a nun in a cloister", ["'nun' (religion)"]),
+    ("2girls, yuri, holding hands", ["'yuri' (orientation)"]),
     ("a gay couple on a bench", ["'gay' (orientation)"]),
     ("a man in a wheelchair", ["'wheelchair' (disability)"]),
     ("my wife Sarah", ["'Sarah' (name)"]),
@@ -44,7 +46,7 @@ def test_refusal_names_each_word_type_and_fix(prompt, words):
 def test_allowed_lists_the_words_and_still_swaps_the_rest():
     e = expand_prompt("a Muslim woman wearing a hijab", allow_unprotected=True)
     assert e.outcome == "allowed" and e.n == 2
-    assert [(f.word, f.type) for f in e.unprotected] == [("Muslim", "religion")]
+    assert [(f.word, f.type) for f in e.unprotected] == [("Muslim", "religion"), ("hijab", "religion")]
     assert "ALLOWED UNPROTECTED" in e.server_learns and "'Muslim' (religion)" in e.server_learns
     assert e.candidates == ("a Muslim woman wearing a hijab", "a Muslim man wearing a hijab")
 
@@ -52,7 +54,7 @@ def test_allowed_lists_the_words_and_still_swaps_the_rest():
 
 def test_protected_outcome_and_nothing_sensitive():
     e = expand_prompt("a young woman")
-    assert e.outcome == "protected" and e.n == 6 and e.unprotected == ()
+    assert e.outcome == "protected" and e.n == 8 and e.unprotected == ()
     e = expand_prompt("a red apple")
     assert e.outcome == "protected" and e.nothing_sensitive
 

@@ -46,7 +46,7 @@ def test_loanwords_and_artist_names_pass(prompt):
 
 @pytest.mark.parametrize("prompt, written, read_as, attribute", [
     ("a yuong woman reading in a cafe", "yuong", "young", "age"),
-    ("portrait of an elderley man", "elderley", "elderly", "age"),
+    ("portrait of an elderley asian man", "elderley", "elderly", "age"),
     ("a hispannic man fixing a car", "hispannic", "hispanic", "ethnicity"),
     ("a womn walking her dog", "womn", "woman", "gender"),
 ])

@@ -100,8 +100,10 @@ def test_bind_age_noun_as_modifier_and_implied_age_render_coherently():
     assert e.real_prompt == "an old woman doing yoga" and "a young man doing yoga" in e.candidates
     e = expand_prompt("a young girl")
     assert "an old girl" not in " ".join(e.candidates) and "an old man" in e.candidates
+    assert e.real_prompt == "a girl" and "'young girl' -> 'girl' (age: child)" in e.normalisations   # stays a child
     e = expand_prompt("a child blowing bubbles")
-    assert e.candidates == ("a child blowing bubbles", "a grown-up blowing bubbles", "a senior blowing bubbles")
+    assert e.candidates == ("a child blowing bubbles", "a young adult blowing bubbles", "a grown-up blowing bubbles",
+                            "a senior blowing bubbles")
 
 
 # ---- policy
