@@ -370,6 +370,10 @@ def _compounds(tok: Tokens, lex: Lexicon, at, ignored, put) -> None:
         if len(w) < 6 or not w.endswith(ends) or at[i] is not None or ignored[i] or w in lex.compound_exceptions \
                 or w in lex.person_nouns:
             continue
+        word = tok.words[i]
+        if word[:1].isupper() and (word in lex.first_names or (i + 1 < tok.n and tok.gaps[i + 1] == " "
+                                                                and tok.words[i + 1][:1].isupper())):
+            continue                                  # "Norman Rockwell", "Herman Melville": a name, not a -man word
         for suf, value in lex.compound_suffixes:
             if w.endswith(suf) and len(w) - len(suf) >= 3 and w[:-len(suf)].isalpha():
                 put(Cue(i, i + 1, *tok.spans[i], "compound", "noun", "gender", surface=tok.words[i], value=None,

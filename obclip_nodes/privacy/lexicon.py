@@ -171,6 +171,7 @@ class Cells:
     families: tuple                             # Family per number
     merge: frozenset                            # pids of age adjectives read with an adjacent cell noun
     by_pid: dict                                # pid of an adult or child noun -> its Family
+    child_capable: frozenset = frozenset()      # pids of other gender nouns a child can be called (daughter)
 
     def family(self, par: "Paradigm | None") -> "Family | None":
         return None if par is None else self.by_pid.get(par.pid)
@@ -540,7 +541,8 @@ def _parse_cells(spec, attributes, paradigms, add_entry, bad) -> "Cells | None":
         for w in sn.get("words", []):
             add_entry(w, dict(paradigm=par, value=sn["gender"], kind="snap", role="noun",
                               implied=((a, sn["age"]),)))
-    return Cells(g, a, spec["child"], tuple(families), merge, by_pid)
+    capable = frozenset(pick(gp, k, "child_capable").pid for k in spec.get("child_capable", []))
+    return Cells(g, a, spec["child"], tuple(families), merge, by_pid, capable)
 
 
 @cache

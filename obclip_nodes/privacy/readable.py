@@ -100,6 +100,12 @@ def _targets(lex: Lexicon) -> tuple:
     return tuple(out), out
 
 
+@cache
+def _short_targets(lex: Lexicon) -> tuple:
+    return tuple(w for w, es in lex.entries.items() if len(w) == 3 and w.isalpha()
+                 and any(len(e.words) == 1 and e.kind != "sensitive" for e in es))
+
+
 def _max_distance(word: str) -> int:
     return 1 if len(word) < 8 else 2
 
@@ -194,16 +200,17 @@ def check(tok: Tokens, lex: Lexicon) -> tuple[list[Correction], list[Unreadable]
         if low in names_lower:
             continue
         near = extract(low, targets, scorer=osa.distance, score_cutoff=_max_distance(low), limit=4)
-        if len(low) == 3:                                     # "grl": only a one-letter miss of a short word
+        if len(low) == 3:       # "grl": only a missing letter of a 4-letter word, or "mna": a swap of a 3-letter one
             near = [x for x in near if len(x[0]) == 4]
+            near += [(t, 1, None) for t in _short_targets(lex) if sorted(t) == sorted(low) and t != low]
         if not near:
             continue
         d0 = min(d for _, d, _ in near)
         best = sorted({t for t, d, _ in near if d == d0}, key=lambda t: (-indel(low, t), t))
-        if len({reveals[t] for t in best}) == 1 or len(best) == 1:    # "eldery": elderly or elder, both old
+        if len({reveals.get(t) for t in best}) == 1 or len(best) == 1:    # "eldery": elderly or elder, both old
             corrections.append(Correction(i, word, _same_case(word, best[0])))
         else:
-            unreadable.append(Unreadable(word, reveals[best[0]][0], "it is not an English word, and it is as close to "
+            unreadable.append(Unreadable(word, (reveals.get(best[0]) or ("gender", None))[0], "it is not an English word, and it is as close to "
                                          + " as to ".join(f"'{b}'" for b in best) + " (an image model may read it "
                                          "as either)", "did you mean " + " or ".join(f"'{b}'" for b in best)
                                          + "? Correct the spelling"))

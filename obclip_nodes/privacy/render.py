@@ -180,7 +180,7 @@ def _spaces(refs: tuple, slots: tuple, lex: Lexicon) -> tuple:
     noun or an age noun writes it (no "little doctor")."""
     cells = lex.cells
     out = []
-    for si, (_, a) in enumerate(slots):
+    for si, (person, a) in enumerate(slots):
         vals = list(lex.attributes[a])
         child_ok = False
         for ref in refs:
@@ -190,6 +190,8 @@ def _spaces(refs: tuple, slots: tuple, lex: Lexicon) -> tuple:
                 child_ok = child_ok or par.role == "noun"
             elif ref[0] in ("j", "n") and si in ref[1:3]:
                 child_ok = True
+            elif cells is not None and ref[0] == "w" and ref[2] in cells.child_capable and slots[ref[1]][0] == person:
+                child_ok = True                       # "his teenage daughter": a child may be called so
         if cells is not None and a == cells.age and not child_ok:
             vals = [v for v in vals if v != cells.child]
         out.append(tuple(vals))

@@ -96,7 +96,7 @@ def _shot(page, name: str) -> Path:
 def test_badge_protected(page):
     b = _set(page, PROTECTED, False)
     assert b["outcome"] == "protected" and b["level"] in ("ok", "warn"), b
-    assert b["text"].startswith("✔ protected: age, ethnicity, gender · N = 30"), b
+    assert b["text"].startswith("✔ protected: age, ethnicity, gender · N = 40"), b
     assert "Outcome: protected" in b["status"]
     assert _close(b["pixel"], "#2e7d32") or _close(b["pixel"], "#b26a00"), b["pixel"]
     _shot(page, "badge-protected")

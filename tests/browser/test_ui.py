@@ -25,7 +25,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS_ROOT = Path(__file__).parent / "artifacts"
 UI_FILES = sorted((REPO / "workflows").glob("*.json"))
-TWO_ATTRIBUTES = "portrait photo of a young woman in a red coat"  # age (3 values) x gender (2): N = 6
+TWO_ATTRIBUTES = "portrait photo of a young woman in a red coat"  # one cell of age (4 values) x gender (2): N = 8
 
 
 def _frontend_root() -> str:
@@ -235,7 +235,7 @@ def test_privacy_badge_for_a_prompt_with_two_attributes(page):
                            "?.includes('age')", timeout=20_000)
     badge = page.evaluate(f"() => ({node_by_type(page, 'ObCLIPCandidateExpander')}).obclipBadge")
     assert badge["text"].startswith("✔ protected: "), badge
-    assert "age" in badge["text"] and "gender" in badge["text"] and "N = 6" in badge["text"], badge
+    assert "age" in badge["text"] and "gender" in badge["text"] and "N = 8" in badge["text"], badge
     assert badge["level"] in ("ok", "warn")
     shot(page, "badge-two-attributes")
 

@@ -439,7 +439,7 @@ def test_expand_file_probe_fails(device, tmp_path):
     assert answers["/etc/passwd"][1]["error"].split("'")[2:] == answers["/nonexistent/x.json"][1]["error"].split("'")[2:]
     # the honest preview: a bundled preset
     status, body = call(device.url, "POST", "/obclip/expand",
-                        body={"prompt": "portrait of a young woman", "preset": "default", "max_candidates": 32})
+                        body={"prompt": "portrait of a young woman", "preset": "default", "max_candidates": 40})
     assert status == 200 and body["n"] >= 2 and "portrait of a young woman" in body["candidates"]
 
 

@@ -28,7 +28,7 @@ CUSTOM_WF = json.loads((API / "obclip_device_custom_sampler.json").read_text())
 # a 4x4 latent and few steps: a UNet call costs about the same at any size on a CPU (the weights dominate)
 SIZE = dict(width=32, height=32, steps=6, cloud_steps=3)
 DEVICE_STEPS = 10  # the sigma-matched mode's own device schedule, cut at the cloud's stop
-REAL = "portrait photo of a young woman in a red coat"  # age x gender: N = 6
+REAL = "portrait photo of a young woman in a red coat"  # one cell of age x gender: N = 8
 WIDGETS = {"OBCLIP_CANDIDATES", "OBCLIP_ACCELERATION", "STRING", "INT", "FLOAT", "BOOLEAN", "COMBO"}
 
 

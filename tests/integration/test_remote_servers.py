@@ -152,7 +152,7 @@ def normalise(records: list[dict], ids: list[str]) -> bytes:
 def test_wire_bytes_are_identical_for_every_real_candidate(cloud, ckpt):
     prompt = "portrait photo of a young woman in a red coat"
     variants = expand_prompt(prompt).candidates
-    assert len(variants) == 6
+    assert len(variants) == 8                  # a cell of gender x age: girl, young woman, ..., old man
     run(cloud.url, request(ckpt, variants))  # warm the cloud: timing must not add polls to one run only
 
     async def record_all():
@@ -168,7 +168,7 @@ def test_wire_bytes_are_identical_for_every_real_candidate(cloud, ckpt):
                 post = next(x for x in proxy.records if x["method"] == "POST" and x["path"] == "/prompt")
                 body = json.loads(post["body"])
                 assert set(body) == {"prompt", "client_id", "prompt_id"} and body["prompt_id"] == r.prompt_id
-                assert r.payload.latents.shape[0] == 6
+                assert r.payload.latents.shape[0] == 8
                 seen.append(normalise(list(proxy.records), [body["client_id"], body["prompt_id"]]))
                 ids.append((body["client_id"], body["prompt_id"]))
         return seen, ids
@@ -310,7 +310,7 @@ def test_two_clients_at_the_same_time_each_get_their_own_latents(cloud, ckpt):
     ra, rb = asyncio.run(both())
     assert ra.prompt_id != rb.prompt_id
     # each payload is the one computed for its own request: row count, and the seed inside the checksummed hand-off
-    assert ra.payload.latents.shape[0] == 6 and ra.payload.handoff.seed == 71
+    assert ra.payload.latents.shape[0] == 8 and ra.payload.handoff.seed == 71
     assert rb.payload.latents.shape[0] == 2 and rb.payload.handoff.seed == 41
     assert ra.payload.sha256 != rb.payload.sha256
 
