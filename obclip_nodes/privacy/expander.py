@@ -305,8 +305,9 @@ def _server_learns(lex: Lexicon, real, slots, attrs, n: int, combos: int, warnin
             f"It does not learn your values of {', '.join(attrs)}.")
     if n < combos:
         text += (f" Only {n} of the {combos} combinations are candidates: the others would read as a differently "
-                 f"structured prompt (for example a pronoun tied to another person), so the server also learns that "
-                 f"the real combination is among these {n}.")
+                 f"structured prompt (for example a pronoun tied to another person) or make a child no younger than "
+                 f"the person who calls them theirs, so the server also learns that the real combination is among "
+                 f"these {n}.")
     if warnings:
         text += (f" {len(warnings)} leak warning(s): words that give away or correlate with these attributes stay "
                  f"visible, which weakens the 1/{n} bound when the server has a prior.")

@@ -55,6 +55,7 @@ class Template:
     persons: int                    # people with at least one slot
     snaps: tuple = ()               # (what the user wrote, what every candidate writes, attribute, value)
     spaces: tuple = ()              # the values each slot takes (a word that cannot write a value leaves it out)
+    older: tuple = ()               # (age slot, age slot): the first person is older ("an old man and his grandson")
 
 
 @dataclass
@@ -109,6 +110,7 @@ def template(tok: Tokens, b: Binding, lex: Lexicon, active: frozenset) -> Templa
     normalised = False
     snaps = []
     attr_order = list(lex.attributes)
+    age_slot = {}                              # id(person) -> its age slot
     for per in b.persons:
         plan = _cell_plan(per, lex, active, tok)
         joint = {id(plan[1])} | ({id(plan[2])} if plan[2] is not None else set()) if plan else set()
@@ -125,6 +127,8 @@ def template(tok: Tokens, b: Binding, lex: Lexicon, active: frozenset) -> Templa
         if not slot_of:
             continue
         ordinal += 1
+        if cells is not None and cells.age in slot_of:
+            age_slot[id(per)] = slot_of[cells.age]
         mine = []
         for c in per.cues:
             if c.par is None or c.negative or c.par.attribute not in slot_of or id(c) in joint:
@@ -171,8 +175,31 @@ def template(tok: Tokens, b: Binding, lex: Lexicon, active: frozenset) -> Templa
     literals.append(text[pos:])
     ref_t, lit_t, slot_t = tuple(r[2] for r in refs), tuple(literals), tuple(slots)
     spaces = _spaces(ref_t, slot_t, lex)
-    return Template((lit_t, ref_t, slot_t, spaces), tuple(values), slot_t, ref_t, lit_t, normalised, ordinal,
-                    tuple(snaps), spaces)
+    older = _older(tok, b, lex, age_slot, spaces)
+    return Template((lit_t, ref_t, slot_t, spaces, older), tuple(values), slot_t, ref_t, lit_t, normalised, ordinal,
+                    tuple(snaps), spaces, older)
+
+
+def _older(tok: Tokens, b: Binding, lex: Lexicon, age_slot: dict, spaces: tuple) -> tuple:
+    """Kinship keeps candidates coherent: a child a person calls theirs ("an old man and his grandson", "a young
+    mom with her toddler") is younger than that person in every candidate, so no candidate reads "a girl and
+    her senior".  The child is a person whose age space holds the child value, named right after the other
+    person's possessive pronoun; the pair is public (the same words in every candidate)."""
+    cells = lex.cells
+    if cells is None or len(age_slot) < 2:
+        return ()
+    out = []
+    for a in b.persons:
+        for c in a.cues:
+            if c.role != "pronoun" or c.par is None or c.par.case != "possessive" or id(a) not in age_slot:
+                continue
+            for other in b.persons:
+                if other is a or id(other) not in age_slot or not 0 <= other.first - c.t1 <= 1:
+                    continue
+                if cells.child in spaces[age_slot[id(other)]] and all(
+                        tok.gaps[k].strip(" \t") == "" for k in range(c.t1, other.first + 1)):
+                    out.append((age_slot[id(a)], age_slot[id(other)]))
+    return tuple(sorted(set(out)))
 
 
 def _spaces(refs: tuple, slots: tuple, lex: Lexicon) -> tuple:
@@ -233,7 +260,10 @@ def render_all(t: Template, lex: Lexicon, active: frozenset) -> tuple[list, int,
     lits = t.literals
     cands: list[str] = []
     real_index = -1
+    rank = [{v: k for k, v in enumerate(lex.attributes[a])} for _, a in t.slots]     # the attribute's own order
     for vals in itertools.product(*spaces):
+        if any(rank[o][vals[o]] <= rank[y][vals[y]] for o, y in t.older):
+            continue                                   # a parent no older than their child
         parts = [lits[0]]
         for k, (sis, tab) in enumerate(rends):
             parts.append(tab[tuple(vals[s] for s in sis)])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from obclip_nodes.privacy import ExpansionError, expand_prompt, load_lexicon
+from obclip_nodes.privacy import ExpansionError, expand_prompt, load_lexicon, verify_closure
 from obclip_nodes.privacy.cues import find_cues
 from obclip_nodes.privacy.policy import findings
 from obclip_nodes.privacy.render import coherence_failures, read, render_all
@@ -137,3 +137,18 @@ def test_coherence_check_can_fail():
     assert coherence_failures(["1girl, solo, old man"], LEX, ALL) == ["1girl, solo, old man"]
     assert coherence_failures(["an old girl"], LEX, ALL) == ["an old girl"]
     assert coherence_failures(["an old woman"], LEX, ALL) == []
+
+
+def test_cells_keep_a_child_a_child_and_kinship_coherent():
+    e = verify_closure("a little girl playing with a kite")
+    assert e.real_prompt == "a girl playing with a kite" and e.attributes == ("age", "gender") and e.n == 8
+    assert "a young woman playing with a kite" in e.candidates and "an old girl" not in " ".join(e.candidates)
+    e = verify_closure("grandmother baking cookies with her granddaughter")
+    # both read as cells; the child is younger than the person who calls them theirs in every candidate
+    assert e.real_prompt == "old woman baking cookies with her girl" and e.n == 24 < e.combinations == 64
+    ages = ("girl", "boy", "young", "middle-aged", "old")
+    rank = lambda s: 0 if s.split()[-1] in ("girl", "boy") else ages.index(s.split()[0]) - 1  # noqa: E731
+    for c in e.candidates:
+        first, second = c.split(" baking cookies with ")
+        assert rank(first) > rank(second.split(" ", 1)[1]), c
+    assert "no younger than the person who calls them theirs" in e.server_learns
