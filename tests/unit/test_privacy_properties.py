@@ -116,9 +116,10 @@ def test_n_is_product_of_value_spaces(p):
         assert slot["values"] == lex.attributes[slot["attribute"]]
         product *= len(slot["values"])
     assert e.combinations == product
-    assert e.n <= product
-    if e.n < product:
-        assert f"Only {e.n} of the {product} combinations" in e.server_learns
+    assert e.n <= e.total <= product
+    assert (e.n < e.total) == e.blocked
+    if e.total < product:
+        assert f"Only {e.total} of the {product} combinations" in e.server_learns
 
 
 @SETTINGS
