@@ -189,7 +189,59 @@ def split_evenly(items: Sequence[tuple], sizes: Sequence[int], parts: int) -> li
         filled[best] += 1
         for j, v in enumerate(x):
             counts[best][j][v] += 1
+    _improve(items, out, counts, cap, share, n_items)
     return out
+
+
+def _improve(items, part, counts, cap, share, n_items, budget: int = 400) -> None:
+    """Swap pairs of items between parts while that lowers the squared distance of the counts from their
+    fair shares, starting where a count is furthest above its share (the greedy pass can leave one off by 2)."""
+    def dev(k, j, v):
+        return counts[k][j][v] * n_items - cap[k] * share[j][v]
+
+    by_part: dict = {}
+    for t, k in enumerate(part):
+        by_part.setdefault(k, []).append(t)
+    for _ in range(budget):
+        over = sorted(((dev(k, j, v), k, j, v) for k in by_part for j in range(len(share))
+                       for v in range(len(share[j])) if dev(k, j, v) >= n_items), reverse=True)
+        done = False
+        for _, k, j, v in over:
+            best, best_delta = None, 0
+            for t in by_part[k]:
+                x = items[t]
+                if x[j] != v:
+                    continue
+                for k2, others in by_part.items():
+                    if k2 == k or dev(k2, j, v) >= 0:
+                        continue
+                    for u in others:
+                        y = items[u]
+                        if y[j] == v:
+                            continue
+                        delta = 0
+                        for jj, (a, b) in enumerate(zip(x, y)):
+                            if a != b:   # x leaves k for k2, y leaves k2 for k
+                                delta += ((dev(k, jj, a) - n_items) ** 2 - dev(k, jj, a) ** 2
+                                          + (dev(k2, jj, a) + n_items) ** 2 - dev(k2, jj, a) ** 2
+                                          + (dev(k2, jj, b) - n_items) ** 2 - dev(k2, jj, b) ** 2
+                                          + (dev(k, jj, b) + n_items) ** 2 - dev(k, jj, b) ** 2)
+                        if delta < best_delta:
+                            best, best_delta = (t, u, k2), delta
+            if best is not None:
+                t, u, k2 = best
+                for jj, (a, b) in enumerate(zip(items[t], items[u])):
+                    counts[k][jj][a] -= 1
+                    counts[k2][jj][a] += 1
+                    counts[k2][jj][b] -= 1
+                    counts[k][jj][b] += 1
+                part[t], part[u] = k2, k
+                by_part[k][by_part[k].index(t)] = u
+                by_part[k2][by_part[k2].index(u)] = t
+                done = True
+                break
+        if not done:
+            return
 
 
 def block_of(coords: Sequence[tuple], design: Design, real: int) -> Block:
