@@ -313,26 +313,31 @@ def describe_link(slots: Sequence[tuple], link: Link, shift: int) -> str:
     return text
 
 
-def describe(slots: Sequence[tuple], block: Block) -> str:
-    """What the server learns from the block, in words (the node and the badge show it)."""
+def constraint(slots: Sequence[tuple], block: Block) -> str:
+    """What the block tells the server about the real combination, in words ("" for no blocks)."""
     if block.count == 1:
         return ""
-    head = (f"The server receives block {block.index + 1} of {block.count} (N = {block.n} of the {block.total} "
-            f"combinations, a partition fixed by the prompt's structure alone, whichever candidate is real), so it "
-            f"learns that ")
     parts = [describe_link(slots, k, s) for k, s in zip(block.design.links, block.shifts)]
     if block.design.exact:
-        return (head + "; ".join(parts) + ". Every value of every person's attribute is still equally likely "
-                "(each appears equally often in the block).")
+        return "; ".join(parts) + (". Every value of every person's attribute is still equally likely (each appears "
+                                   "equally often in the block).")
     if parts:
-        what = "; ".join(parts) + f"; and that the combination is in part {block.index % block.design.split + 1} " \
-            f"of {block.design.split} of that set (the candidates sent)"
+        what = "; ".join(parts) + f"; and the combination is in part {block.index % block.design.split + 1} " \
+            f"of {block.design.split} of that set (the candidates sent)."
     else:
-        what = "the real combination is one of the candidates sent"
-    text = head + what + "."
+        what = f"the combination is one of the {block.n} candidates sent (part {block.index + 1} of {block.count})."
     if block.worst:
         j, v, c = block.worst
-        text += (f" The values are spread as evenly as the sizes allow: at worst {_slot_name(slots, j)} is "
+        what += (f" The values are spread as evenly as the sizes allow: at worst {_slot_name(slots, j)} is "
                  f"{slots[j][2][v]} in {c} of the {block.n}, {block.worst_ratio:.2f}x its share in all "
                  f"{block.total}.")
-    return text
+    return what
+
+
+def describe(slots: Sequence[tuple], block: Block) -> str:
+    """The block and what the server learns from it, in words (the node and the badge show it)."""
+    if block.count == 1:
+        return ""
+    return (f"The server receives block {block.index + 1} of {block.count} (N = {block.n} of the {block.total} "
+            f"combinations, a partition fixed by the prompt's structure alone, whichever candidate is real), so it "
+            f"learns that {constraint(slots, block)}")

@@ -46,12 +46,14 @@ class CandidateList(tuple):
 
     lexicon: str | None = None
     allow_unprotected: bool = False
+    block: dict | None = None           # Expansion.public_view()["block"] when these are an anonymity block
 
     @classmethod
-    def of(cls, candidates, lexicon=None, allow_unprotected: bool = False) -> CandidateList:
+    def of(cls, candidates, lexicon=None, allow_unprotected: bool = False, block=None) -> CandidateList:
         out = cls(candidates)
         out.lexicon = lexicon
         out.allow_unprotected = bool(allow_unprotected)
+        out.block = dict(block) if block else None
         return out
 
 
@@ -81,7 +83,8 @@ class Expansion:
     total: int = 0                      # |C|, the full candidate set (== n without blocks)
     block_index: int = 0
     block_count: int = 1
-    block_learns: str = ""              # the joint constraint the block reveals, in words ("" without blocks)
+    block_learns: str = ""              # the joint constraint the block reveals, in words ("" without blocks);
+                                        # server_learns starts with it and the block's place
     block_worst_ratio: float = 1.0      # max P(value | block) / P(value | C) over slots and values
 
     @property
@@ -215,9 +218,9 @@ def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
     attrs = tuple(sorted({a for _, a in t.slots}))
     warnings = _leak_warnings(prompt, real, lex, active, attrs)
     learns = _server_learns(lex, t, slots, attrs, len(cands), combos, warnings, found, total)
-    block_learns = "" if block is None else anonymity_blocks.describe(_block_slots(lex, t), block)
-    if block_learns:
-        learns = block_learns + " " + learns
+    block_learns = "" if block is None else anonymity_blocks.constraint(_block_slots(lex, t), block)
+    if block is not None:
+        learns = anonymity_blocks.describe(_block_slots(lex, t), block) + " " + learns
     norms = tuple(f"'{w}' -> '{r}' ({a}: {v})" for w, r, a, v in t.snaps)
     return Expansion(candidates=tuple(cands), real_index=real_index, attributes=attrs, slots=slots,
                      server_learns=learns, leak_warnings=tuple(warnings), lexicon=lex.name, combinations=combos,
