@@ -242,3 +242,13 @@ def test_two_fully_described_people():
     total = (SIZE["gender"] * SIZE["age"] * SIZE["ethnicity"]) ** 2
     assert e.total == total and e.n <= 32 and e.block_count * e.n == total and e.block_worst_ratio == 1.0
     assert e.real_prompt == p and f"N = {e.n} of the {total}" in e.server_learns
+
+
+def test_shipped_two_people_workflow_sends_a_block():
+    """workflows/api/obclip_two_people.json: its expander settings give an anonymity block, closed."""
+    import json
+    from pathlib import Path
+    wf = json.loads((Path(__file__).resolve().parents[2] / "workflows" / "api" / "obclip_two_people.json").read_text())
+    (node,) = [n["inputs"] for n in wf.values() if n["class_type"] == "ObCLIPCandidateExpander"]
+    e = verify_closure(node["prompt"], None, node["preset"], max_candidates=node["max_candidates"])
+    assert e.blocked and 2 <= e.n <= node["max_candidates"] < e.total and len({s["person"] for s in e.slots}) == 2
