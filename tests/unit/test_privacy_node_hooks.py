@@ -100,3 +100,39 @@ def test_preview_route_reports_the_block(monkeypatch):
     assert res["block"] == {"index": e.block_index, "count": e.block_count, "total": e.total}
     assert res["n"] == e.n and res["block_learns"] == e.block_learns and res["block_worst_ratio"] == 1.0
     assert expand_preview(parse_expand_body({"prompt": "a woman"}))["block"] is None
+
+
+def test_cloud_sampler_reports_the_block_it_sent(nodes, monkeypatch):
+    """The report's text and JSON name the anonymity block sent (the remote client is replaced: plain logic)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import obclip_nodes.nodes.cloud as cloud
+    monkeypatch.delenv("OBCLIP_BLOCKS", raising=False)
+    cands = _expand(nodes[0], TWO_PEOPLE).args[0]
+    sent = {}
+
+    class FakeClient:
+        def __init__(self, settings, own_prompt_id=None):
+            pass
+
+        async def run(self, req, on_progress=None, should_cancel=None):
+            sent["candidates"] = req.candidates
+            n = len(req.candidates)
+            payload = SimpleNamespace(latents=torch.zeros(n, 4, 8, 8), sha256="0" * 64, nbytes=n * 1024,
+                                      handoff=SimpleNamespace(family="SD15", latent_format="SD15", server_report={}))
+            return SimpleNamespace(payload=payload, bytes_sent=1, bytes_received=2, sent_digest="d", prompt_id="p",
+                                   server="http://cloud", mode="pack", attempts=[], reconnects=0,
+                                   timings={"total_s": 0.5})
+
+    monkeypatch.setattr(cloud, "CloudClient", FakeClient)
+    out = _sample(nodes[1], cands, "blurry")
+    b = cands.block
+    assert sent["candidates"] == tuple(cands) and len(cands) < b["total"]
+    assert out.ui["obclip_report"][0]["block"] == b
+    assert (f"sent anonymity block {b['index'] + 1} of {b['count']}: N = {len(cands)} of {b['total']} candidates"
+            in out.ui["text"][0])
+    plain = _expand(nodes[0], "portrait of a woman").args[0]
+    out = _sample(nodes[1], plain, "blurry")
+    assert out.ui["obclip_report"][0]["block"] is None and "anonymity block" not in out.ui["text"][0]
