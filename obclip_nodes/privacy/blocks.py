@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 # the same attribute of two people with the whole value space is the plainest link to describe
 _SAME_ATTRIBUTE, _WHOLE_SPACE = 2, 1
+_GREEDY_MAX_PARTS = 64        # the greedy split weighs at most this many open parts per candidate
+_IMPROVE_MAX_ITEMS = 1024     # the swap pass after the greedy split runs on sets up to this size
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ def split_evenly(items: Sequence[tuple], sizes: Sequence[int], parts: int) -> li
     greedily so that each slot's values spread over the parts in proportion to their share of ``items``."""
     n_items = len(items)
     cap = [n_items // parts + (1 if k < n_items % parts else 0) for k in range(parts)]
+    open_parts = list(range(parts))     # not yet full; with many parts only the first few are weighed
     share = [[0] * n for n in sizes]
     for x in items:
         for j, v in enumerate(x):
@@ -177,9 +180,7 @@ def split_evenly(items: Sequence[tuple], sizes: Sequence[int], parts: int) -> li
     out = []
     for x in items:
         best, best_key = -1, None
-        for k in range(parts):
-            if filled[k] >= cap[k]:
-                continue
+        for k in open_parts[:_GREEDY_MAX_PARTS]:
             # how far above its fair share this part already is in the item's values (lower is better)
             over = sum(counts[k][j][v] * n_items - cap[k] * share[j][v] for j, v in enumerate(x))
             key = (over, -(cap[k] - filled[k]) * n_items // cap[k], k)
@@ -187,13 +188,16 @@ def split_evenly(items: Sequence[tuple], sizes: Sequence[int], parts: int) -> li
                 best, best_key = k, key
         out.append(best)
         filled[best] += 1
+        if filled[best] == cap[best]:
+            open_parts.remove(best)
         for j, v in enumerate(x):
             counts[best][j][v] += 1
-    _improve(items, out, counts, cap, share, n_items)
+    if n_items <= _IMPROVE_MAX_ITEMS and parts <= _GREEDY_MAX_PARTS:   # quadratic: bounded to keep a preview quick
+        _improve(items, out, counts, cap, share, n_items)
     return out
 
 
-def _improve(items, part, counts, cap, share, n_items, budget: int = 400) -> None:
+def _improve(items, part, counts, cap, share, n_items, budget: int = 200) -> None:
     """Swap pairs of items between parts while that lowers the squared distance of the counts from their
     fair shares, starting where a count is furthest above its share (the greedy pass can leave one off by 2)."""
     def dev(k, j, v):

@@ -133,7 +133,7 @@ def test_blocks_cover_C_once_with_closure_and_balance(p, attrs, cap):
         assert sorted(m for b in blocks.values() for m in b) == list(range(len(C)))   # exactly once
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(st.lists(st.integers(2, 6), min_size=1, max_size=7), st.integers(2, 40))
 def test_partition_of_any_product(sizes, cap):
     """The pure function: any product of value spaces, any cap."""
