@@ -12,7 +12,10 @@ The pipeline, one module per stage:
 
 N is the product of the value-space sizes of all slots (1 when nothing is found) unless the
 read-back check drops combinations (only when the prompt's structure, e.g. which person a pronoun
-refers to, depends on the values); ``server_learns`` says so when it happens.
+refers to, depends on the values); ``server_learns`` says so when it happens.  Above ``max_candidates``
+the full set C is cut into anonymity blocks (:mod:`.blocks`, a function of C alone) and only the real
+candidate's block is returned: ``total`` is |C|, ``block_index`` / ``block_count`` place the block and
+``block_learns`` says what it tells the server.
 
 Normalisation: an ``a``/``an`` before a swapped word follows the swapped word, and a snapped word
 ("teenage", "Nigerian", "30-year-old") is written in its value's canonical form ("young", "Black",
