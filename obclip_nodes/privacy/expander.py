@@ -240,11 +240,12 @@ def _block_slots(lex: Lexicon, t) -> list:
 def _block(lex: Lexicon, t, active: frozenset, cands: list, real_index: int, combos: int, cap: int):
     """The real candidate's anonymity block of C (:mod:`.blocks`), or None when no block of 2 or more fits."""
     slots = _block_slots(lex, t)
+    index = [{v: i for i, v in enumerate(vals)} for _, _, vals in slots]
     full = len(cands) == combos
-    if full:       # render_all keeps itertools.product order: candidate k is the k-th combination
-        coords = anonymity_blocks.coords_of_product([len(v) for _, _, v in slots])
-    else:          # the read-back check dropped some: each candidate's values, read back
-        index = [{v: i for i, v in enumerate(vals)} for _, _, vals in slots]
+    coords = anonymity_blocks.coords_of_product([len(v) for _, _, v in slots]) if full else []
+    # render_all keeps itertools.product order (candidate k is the k-th combination); should that ever change,
+    # or when the read-back check dropped some, each candidate's values are read back instead
+    if not full or coords[real_index] != tuple(ix[v] for ix, v in zip(index, t.values)):
         coords = [tuple(ix[v] for ix, v in zip(index, read(c, lex, active).template.values)) for c in cands]
     design = anonymity_blocks.choose(slots, cap, full_product=full)
     return None if design is None else anonymity_blocks.block_of(coords, design, real_index)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from obclip_nodes.privacy import ExpansionError, expand_prompt, load_lexicon, verify_closure
 from obclip_nodes.privacy import blocks as B
+from obclip_nodes.privacy.render import read
 
 LEX = load_lexicon()
 SPACES = {a: tuple(LEX.attributes[a]) for a in ("gender", "age", "ethnicity")}
@@ -62,10 +63,15 @@ def _full(p, attrs):
     return expand_prompt(p, attrs, max_candidates=10**6, blocks=False)
 
 
-def _coords(e_full):
+def _coords(e_full, attrs):
+    """Each candidate's value indexes, read back from its text (not assumed from the order)."""
     sizes = [len(s["values"]) for s in e_full.slots]
     assert e_full.n == e_full.combinations == math.prod(sizes)   # these prompts have no pronouns: nothing dropped
-    return B.coords_of_product(sizes), sizes
+    active = frozenset(attrs or LEX.attributes)
+    index = [{v: i for i, v in enumerate(s["values"])} for s in e_full.slots]
+    coords = [tuple(ix[v] for ix, v in zip(index, read(c, LEX, active).template.values)) for c in e_full.candidates]
+    assert sorted(coords) == B.coords_of_product(sizes)           # C is the whole product
+    return coords, sizes
 
 
 def _expand(c, attrs, cap):
@@ -92,7 +98,7 @@ def test_blocks_cover_C_once_with_closure_and_balance(p, attrs, cap):
         assert not e.blocked and e.candidates == C
         return
     assert e.blocked and e.n >= 2 and e.block_count >= 2
-    coords, sizes = _coords(full)
+    coords, sizes = _coords(full, attrs)
     where = {c: k for k, c in enumerate(C)}
     # closure within the block, the real one included (every member re-expands to the same block)
     verify_closure(p, attrs, max_candidates=cap) if len(C) <= MAX_COMBINATIONS else None
