@@ -63,7 +63,7 @@ export function badgeFrom({ n, attributes, leak_warnings, error, outcome, unprot
   return out;
 }
 
-function parseExpanderReport(text) {
+export function parseExpanderReport(text) {
   // the node's ui text: "N = 4 candidates; attributes: age, gender" then "Outcome: ..."
   const m = /^N = (\d+) candidates; attributes: (.*)$/m.exec(text);
   if (!m) return null;
