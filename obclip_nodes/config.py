@@ -84,6 +84,10 @@ SETTINGS: dict[str, Setting] = {s.env[len(PREFIX):].lower(): s for s in (
     Setting("OBCLIP_STOCK_FAMILY", _family, "SD15", "the cloud model's family in stock mode: SD15 or SDXL"),
     Setting("OBCLIP_PROBE_FROM_ANY_HOST", _flag, False, "let non-loopback browsers use the connection probe"),
     Setting("OBCLIP_LEXICON_DIR", _text, "", "folder of extra JSON lexicons the browser preview may name"),
+    Setting("OBCLIP_BLOCKS", _flag, True, "more candidates than max_candidates: send the balanced anonymity block "
+            "that holds yours (1) or refuse the prompt (0)"),
+    Setting("OBCLIP_BLOCK_MAX_COMBINATIONS", _positive_int, 4096,
+            "largest full candidate set that anonymity blocks are cut from (all of it is rendered to cut it)"),
     # cloud (server) side
     Setting("OBCLIP_SERVER_TOKEN", _text, "", "bearer token every request to this cloud must carry", True),
     Setting("OBCLIP_SERVER_TOKEN_FILE", _text, "", "file holding the server token"),

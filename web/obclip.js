@@ -35,7 +35,12 @@ function showText(node, text) {
 }
 
 // ---------------------------------------------------------------- privacy badge (Candidate Expander)
-export function badgeFrom({ n, attributes, leak_warnings, error, outcome, unprotected }) {
+export function blockText(block) {
+  // "N = 20 of 100 (block 4 of 5)": the candidates sent are one anonymity block of the full set
+  return block ? `N = ${block.n} of ${block.total} (block ${block.index + 1} of ${block.count})` : "";
+}
+
+export function badgeFrom({ n, attributes, leak_warnings, error, outcome, unprotected, block, block_learns }) {
   // three outcomes: protected / refused / explicitly allowed (red)
   const words = (unprotected || []).map((u) => `${u.word} (${u.type})`).join(", ");
   if (error || outcome === "refused") {
@@ -49,13 +54,16 @@ export function badgeFrom({ n, attributes, leak_warnings, error, outcome, unprot
     return { level: "allowed", outcome: "allowed", warnings: leak_warnings || [],
              text: `⚠ UNPROTECTED (allowed) · server reads: ${words} · protects: ${attrs} · N = ${n}` };
   }
-  let text = `✔ protected: ${attrs} · N = ${n}`;
+  const blk = block ? blockText({ ...block, n }) : "";
+  let text = `✔ protected: ${attrs} · ${blk || `N = ${n}`}`;
   if (n <= 1) text = "✔ protected · nothing sensitive found · N = 1";
   if (warnings) text += ` · ⚠ ${warnings} leak warning${warnings > 1 ? "s" : ""}`;
-  return { level: warnings ? "warn" : "ok", outcome: "protected", text, warnings: leak_warnings || [] };
+  const out = { level: warnings ? "warn" : "ok", outcome: "protected", text, warnings: leak_warnings || [] };
+  if (block) out.detail = `server learns: ${block_learns || "which block"}`;
+  return out;
 }
 
-function parseExpanderReport(text) {
+export function parseExpanderReport(text) {
   // the node's ui text: "N = 4 candidates; attributes: age, gender" then "Outcome: ..."
   const m = /^N = (\d+) candidates; attributes: (.*)$/m.exec(text);
   if (!m) return null;
@@ -66,7 +74,11 @@ function parseExpanderReport(text) {
     const w = /^'(.*)' \((.*)\)$/.exec(s);
     return w ? { word: w[1], type: w[2] } : { word: s, type: "?" };
   }) : [];
-  return { n: Number(m[1]), attributes, leak_warnings, outcome: allowed ? "allowed" : "protected", unprotected };
+  // "Anonymity block: N = 20 of 100 (block 4 of 5). The server learns: ..."
+  const b = /^Anonymity block: N = (\d+) of (\d+) \(block (\d+) of (\d+)\)\. The server learns: (.*)$/m.exec(text);
+  const block = b ? { index: Number(b[3]) - 1, count: Number(b[4]), total: Number(b[2]) } : null;
+  return { n: Number(m[1]), attributes, leak_warnings, outcome: allowed ? "allowed" : "protected", unprotected,
+           block, block_learns: b ? b[5] : "" };
 }
 
 function setBadge(node, badge) {
@@ -74,21 +86,42 @@ function setBadge(node, badge) {
   node.setDirtyCanvas(true, true);
 }
 
+function wrap(ctx, text, width, maxLines) {
+  // greedy word wrap; the last line ends in "…" when the text is longer
+  const lines = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    const next = line ? `${line} ${word}` : word;
+    if (line && ctx.measureText(next).width > width) {
+      lines.push(line);
+      line = word;
+      if (lines.length === maxLines) break;
+    } else line = next;
+  }
+  if (lines.length < maxLines) lines.push(line);
+  else lines[maxLines - 1] += " …";
+  return lines;
+}
+
 function drawBadge(node, ctx) {
   const b = node.obclipBadge;
   if (!b || node.flags?.collapsed) return;
-  const h = 20;
-  const y = -(globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30) - h - 4;
   ctx.save();
   ctx.font = "12px sans-serif";
-  const w = Math.min(Math.max(ctx.measureText(b.text).width + 16, 120), Math.max(node.size[0], 560));
+  const maxW = Math.max(node.size[0], 560);
+  // an anonymity block adds the rows that say what the block tells the server
+  const detail = b.detail ? wrap(ctx, b.detail, maxW - 16, 4) : [];
+  const h = 20 + detail.length * 15;
+  const y = -(globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30) - h - 4;
+  const w = detail.length ? maxW : Math.min(Math.max(ctx.measureText(b.text).width + 16, 120), maxW);
   ctx.fillStyle = BADGE_COLOURS[b.level] || BADGE_COLOURS.busy;
   ctx.beginPath();
   ctx.roundRect ? ctx.roundRect(0, y, w, h, 6) : ctx.rect(0, y, w, h);
   ctx.fill();
   ctx.fillStyle = "#fff";
   ctx.textBaseline = "middle";
-  ctx.fillText(b.text, 8, y + h / 2, w - 16);
+  ctx.fillText(b.text, 8, y + 10, w - 16);
+  detail.forEach((line, i) => ctx.fillText(line, 8, y + 20 + 15 * i + 6, w - 16));
   ctx.restore();
 }
 
@@ -118,6 +151,8 @@ function watchPrompt(node) {
           showText(node, `REFUSED (preview): nothing will be sent.\n${res.error}`);
         } else {
           showText(node, [`N = ${res.n} candidates (preview, computed on this machine)`,
+                          ...(res.block ? [`Anonymity block: ${blockText({ ...res.block, n: res.n })}. ` +
+                                           `The server learns: ${res.block_learns}`] : []),
                           `Outcome: ${res.outcome === "allowed" ? "ALLOWED UNPROTECTED: " +
                             res.unprotected.map((u) => `'${u.word}' (${u.type})`).join("; ") : "protected"}`,
                           ...(res.normalisations || []).map((x) => `Normalised: ${x}`),

@@ -28,9 +28,16 @@ names another), each measured by the labelling rules of that corpus's README (:f
 core recall, core-only protected rate, fail-open (any revealed type neither swapped nor refused; a leak
 warning does not count), refusal rate, non-person clean rate, false refusals, invariance, coherence,
 timings and, for a JSON-lines corpus, fail-open and refusals per category; ``"goals"`` holds the issue's.
+``multi_person`` (issue 21, anonymity blocks): prompts describing two to four people -- a fixed list of couples,
+families and groups (:data:`MULTI_PERSON_PROMPTS`) plus every corpus prompt with two or more described people --
+each expanded without blocks (``refused_before``: the refusal above ``max_candidates`` = 40, the node default) and with them
+(``refused_after``), with the block sizes, the number of blocks, closure within the block
+(:func:`verify_closure`; goal 100%) and ``worst_posterior_ratio``: the largest P(value | block) / P(value | C)
+of any person's attribute value, i.e. how far the server's marginal moves from the uniform prior (1.0: not at
+all; the goal wherever the sizes allow an exact design).
 
 Options: ``--corpus FILE``, ``--heldout FILE``, ``--repeat K`` (default 5), ``--show-refusals K`` (print K refusal
-messages in the JSON).
+messages in the JSON), ``--multi-person-only`` (just the ``multi_person`` section).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import json
 import platform
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 CORE = ("gender", "age", "ethnicity")
@@ -85,9 +93,12 @@ def run(argv: list[str]) -> dict:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--show-refusals", type=int, default=0)
     ap.add_argument("--shared-b", default=None, help="a JSON-lines corpus (default ../shared/privacy/realistic-b.jsonl)")
+    ap.add_argument("--multi-person-only", action="store_true", help="only the anonymity-block section")
     args = ap.parse_args(argv)
     dev_path = args.corpus or str(DEFAULT_CORPUS)
     held_path = args.heldout or (None if args.corpus else str(HELDOUT_CORPUS))
+    if args.multi_person_only:
+        return {"bench": "privacy", "multi_person": multi_person_report([dev_path] + ([held_path] if held_path else []))}
     out = _measure(dev_path, args)
     if held_path is not None:
         held = _measure(held_path, args)
@@ -96,6 +107,7 @@ def run(argv: list[str]) -> dict:
         out["heldout"] = held
     shared_b = args.shared_b or (None if args.corpus else SHARED_B_CORPUS)
     out.update(issue20_report(dev_path, held_path, shared_b, args.repeat))
+    out["multi_person"] = multi_person_report([dev_path] + ([held_path] if held_path else []))
     return out
 
 
@@ -405,6 +417,90 @@ def issue20_report(dev: str | None, heldout: str | None, shared_b: str | Path | 
         if path is not None and Path(path).is_file():
             corpora[name] = {"path": str(path), **corpus_summary(load_any_corpus(path), repeat)}
     return {"corpora": corpora, "goals": dict(ISSUE20_GOALS)}
+# ---- issue 21: several people, anonymity blocks (kept apart from the corpus numbers above)
+MULTI_PERSON_PROMPTS = (
+    "a Black woman and a White man holding hands",
+    "an old man and a young boy fishing",
+    "a young African female and an old European male",
+    "a Hispanic bride and an Asian groom at the altar",
+    "an elderly husband and his young wife dancing in the kitchen",
+    "a middle-aged father and his young son repairing a bike",
+    "a grandmother and her granddaughter baking bread",
+    "an Asian doctor and a Black nurse in a hospital corridor",
+    "a young mother, an old grandfather and a boy at the beach",
+    "a Black man, a White woman and an Asian man at a meeting",
+    "an old woman, a young man and a middle-aged woman having dinner",
+    "a man, a woman, a boy and a girl at a picnic",
+    "an old man, an old woman, a young man and a young woman playing bridge",
+    "a Black woman, a White woman, an Asian man and a Hispanic man in an office",
+)
+
+
+def _for_n(outcome: dict) -> bool:
+    return "candidates (" in outcome.get("refused", "")
+
+
+def multi_person_report(corpora: list, max_candidates: int = 40) -> dict:
+    from obclip_nodes.privacy import ExpansionError, expand_prompt, verify_closure
+
+    prompts = list(MULTI_PERSON_PROMPTS)
+    for path in corpora:
+        for r in load_corpus(path):
+            if r["preset"] != "default" or r["prompt"] in prompts:
+                continue
+            try:
+                e = expand_prompt(r["prompt"], max_candidates=10**6, blocks=False, allow_unprotected=True)
+            except ExpansionError:
+                continue
+            if len({s["person"] for s in e.slots}) >= 2:
+                prompts.append(r["prompt"])
+    rows, times = [], []
+    for p in prompts:
+        row: dict = {"prompt": p}
+        try:
+            before = expand_prompt(p, max_candidates=max_candidates, blocks=False)
+            row["before"] = {"n": before.n}
+        except ExpansionError as err:
+            row["before"] = {"refused": str(err).split(". ")[0]}
+        t0 = time.perf_counter()
+        try:
+            e = expand_prompt(p, max_candidates=max_candidates)
+        except ExpansionError as err:
+            row["after"] = {"refused": str(err).split(". ")[0]}
+            rows.append(row)
+            continue
+        times.append((time.perf_counter() - t0) * 1000.0)
+        try:
+            verify_closure(p, max_candidates=max_candidates)
+            closed = True
+        except (AssertionError, ExpansionError):
+            closed = False
+        row["after"] = {"n": e.n, "total": e.total, "block": f"{e.block_index + 1} of {e.block_count}",
+                        "people": len({s["person"] for s in e.slots}), "closure": closed,
+                        "worst_posterior_ratio": e.block_worst_ratio,
+                        **({"server_learns": e.block_learns} if e.blocked else {})}
+        rows.append(row)
+    after = [r["after"] for r in rows if "n" in r["after"]]
+    blocked = [a for a in after if a["total"] > a["n"]]
+    return {
+        "max_candidates": max_candidates,
+        "prompts": len(rows),
+        "refused_before": sum(1 for r in rows if "refused" in r["before"]),
+        "refused_after": sum(1 for r in rows if "refused" in r["after"]),
+        # refused because of N alone (the rest name a word that cannot be swapped, with or without blocks)
+        "refused_for_n_before": sum(1 for r in rows if _for_n(r["before"])),
+        "refused_for_n_after": sum(1 for r in rows if _for_n(r["after"])),
+        "blocked": len(blocked),
+        "block_sizes": dict(sorted(Counter(a["n"] for a in blocked).items())),
+        "blocks_per_prompt": dict(sorted(Counter(int(a["block"].split(" of ")[1]) for a in blocked).items())),
+        "exact_blocks": sum(1 for a in blocked if a["worst_posterior_ratio"] == 1.0),
+        "worst_posterior_ratio": max((a["worst_posterior_ratio"] for a in blocked), default=1.0),
+        "closure": round(sum(a["closure"] for a in after) / max(1, len(after)), 4),
+        "median_ms_blocked": round(statistics.median(times), 2) if times else None,
+        "goals": {"refused_for_n_after": "only above the block limit", "closure": "1.0",
+                  "worst_posterior_ratio": "1.0 where the sizes allow"},
+        "rows": rows,
+    }
 
 
 if __name__ == "__main__":  # pragma: no cover

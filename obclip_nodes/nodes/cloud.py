@@ -72,7 +72,8 @@ class CloudPartialSampler(io.ComfyNode):
             comfy.model_management.throw_exception_if_processing_interrupted()
             raise RuntimeError(f"ObCLIP Cloud Partial Sampler: {e}") from None
         p = result.payload
-        report = {"n": int(p.latents.shape[0]), "rows_fetched": int(p.latents.shape[0]),
+        block = getattr(candidates, "block", None)      # public: which anonymity block of how many was sent
+        report = {"n": int(p.latents.shape[0]), "rows_fetched": int(p.latents.shape[0]), "block": block,
                   "cloud_steps": cloud_steps, "steps": steps, "family": p.handoff.family,
                   "latent_format": p.handoff.latent_format, "payload_sha256": p.sha256,
                   "payload_bytes": p.nbytes, "bytes_sent": result.bytes_sent,
@@ -83,6 +84,9 @@ class CloudPartialSampler(io.ComfyNode):
                   "timings": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.timings.items()}}
         text = (f"fetched all {report['rows_fetched']} latents ({p.nbytes / 1024:.1f} KiB, "
                 f"{p.handoff.family}) from {result.server} in {result.timings['total_s']:.2f} s")
+        if block:
+            text += (f"\nsent anonymity block {block['index'] + 1} of {block['count']}: N = {len(candidates)} of "
+                     f"{block['total']} candidates")
         if result.mode == "stock":
             text += (f"\nSTOCK-NODES MODE: the cloud lacks the ObCLIP pack, so it ran one stock sampler per "
                      f"candidate, no acceleration, and left the latent files on its disk; the cloud model was "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .v3 import io
 
+from .. import config
 from ..privacy import PRESETS, CandidateList, ExpansionError, expand_prompt
 from .types import Candidates, PrivateSelection, Selection
 
@@ -10,6 +11,8 @@ from .types import Candidates, PrivateSelection, Selection
 def report_lines(exp) -> list[str]:
     """The node's text: outcome first (the badge reads these lines), then the candidates."""
     lines = [f"N = {exp.n} candidates; attributes: {', '.join(exp.attributes) or 'none'}"]
+    if exp.blocked:
+        lines.append(block_line(exp))
     if exp.outcome == "allowed":
         lines.append("Outcome: ALLOWED UNPROTECTED -- these words reach the server as written: "
                      + "; ".join(f"'{f.word}' ({f.type})" for f in exp.unprotected))
@@ -23,6 +26,21 @@ def report_lines(exp) -> list[str]:
     lines.append("The server learns: " + exp.server_learns)
     lines += [f"Leak warning: {w}" for w in exp.leak_warnings]
     return lines
+
+
+def block_line(exp) -> str:
+    """'Anonymity block: N = 20 of 100 (block 4 of 5). The server learns: ...' (the badge reads this line)."""
+    return (f"Anonymity block: N = {exp.n} of {exp.total} (block {exp.block_index + 1} of {exp.block_count}). "
+            f"The server learns: {exp.block_learns}")
+
+
+def block_settings() -> dict:
+    """OBCLIP_BLOCKS and OBCLIP_BLOCK_MAX_COMBINATIONS as expand_prompt's arguments (a bad value names itself)."""
+    try:
+        cfg = config.settings().require("blocks", "block_max_combinations")
+    except config.ConfigError as e:
+        raise ValueError(f"ObCLIP Candidate Expander: {e}") from None
+    return {"blocks": cfg.blocks, "max_combinations": cfg.block_max_combinations}
 
 
 class CandidateExpander(io.ComfyNode):
@@ -44,7 +62,11 @@ class CandidateExpander(io.ComfyNode):
                                 "protect (empty: all the preset knows)."),
                 io.String.Input("lexicon_path", default="", tooltip="Optional JSON lexicon file that "
                                 "replaces the preset."),
-                io.Int.Input("max_candidates", default=40, min=1, max=256),
+                io.Int.Input("max_candidates", default=40, min=1, max=256,
+                             tooltip="The most candidates sent (the cloud's work grows with it). A prompt with more "
+                                     "(two or more described people) sends the balanced anonymity block of at most "
+                                     "this many that holds yours, and says what the block tells the server; "
+                                     "OBCLIP_BLOCKS=0 refuses such a prompt instead."),
                 io.Boolean.Input("refuse_if_nothing_sensitive", default=False,
                                  tooltip="Stop instead of sending a prompt that has nothing to hide among."),
                 io.Boolean.Input("allow_unprotected", default=False, optional=True,
@@ -65,12 +87,13 @@ class CandidateExpander(io.ComfyNode):
         lexicon = lexicon_path.strip() or preset
         try:
             exp = expand_prompt(prompt, attrs, lexicon, max_candidates=max_candidates,
-                                allow_unprotected=bool(allow_unprotected))
+                                allow_unprotected=bool(allow_unprotected), **block_settings())
         except ExpansionError as e:
             raise ValueError(f"ObCLIP Candidate Expander: {e}") from None
         if exp.n == 1 and refuse_if_nothing_sensitive:
             raise ValueError("ObCLIP Candidate Expander: no sensitive attribute found, so nothing would be "
                              "protected; rephrase, add a lexicon, or turn off refuse_if_nothing_sensitive")
         selection = PrivateSelection(real_index=exp.real_index, prompt=exp.real_prompt, n=exp.n)
-        candidates = CandidateList.of(exp.candidates, lexicon, bool(allow_unprotected))
+        candidates = CandidateList.of(exp.candidates, lexicon, bool(allow_unprotected),
+                                      block=exp.public_view().get("block"))
         return io.NodeOutput(candidates, selection, ui={"text": ["\n".join(report_lines(exp))]})

@@ -7,7 +7,8 @@ GET  /obclip/probe?url=...   the "test connection" button of the Cloud Partial S
                              so a credential goes only to the server it is scoped to and never reaches the
                              browser. Nothing but GETs of public server state are sent.
 POST /obclip/expand          {"prompt", "preset", "attributes", "max_candidates"} -> the candidates, N,
-                             attribute types and leak warnings, for the live preview as the prompt is typed.
+                             attribute types, leak warnings and the anonymity block (which of how many, and
+                             what it tells the server), for the live preview as the prompt is typed.
                              Computed here, off the event loop and within a time limit; the text goes
                              browser -> local server only, and is not logged.
 
@@ -90,10 +91,11 @@ def parse_expand_body(body) -> dict:
 
 def expand_preview(args: dict) -> dict:
     from ..privacy import ExpansionError, expand_prompt
+    from .expander import block_settings
     attrs = [a.strip() for a in args["attributes"].split(",") if a.strip()] or None
     try:
         exp = expand_prompt(args["prompt"], attrs, args["lexicon"], max_candidates=args["max_candidates"],
-                            allow_unprotected=args["allow_unprotected"])
+                            allow_unprotected=args["allow_unprotected"], **block_settings())
     except (ExpansionError, ValueError) as e:
         found = getattr(e, "findings", ())
         return {"error": str(e), "outcome": "refused",
@@ -101,7 +103,9 @@ def expand_preview(args: dict) -> dict:
     return {"n": exp.n, "attributes": list(exp.attributes), "candidates": list(exp.candidates),
             "leak_warnings": list(exp.leak_warnings), "server_learns": exp.server_learns,
             "outcome": exp.outcome, "normalisations": list(exp.normalisations),
-            "unprotected": [{"word": f.word, "type": f.type} for f in exp.unprotected]}
+            "unprotected": [{"word": f.word, "type": f.type} for f in exp.unprotected],
+            "block": exp.public_view().get("block"), "block_learns": exp.block_learns,
+            "block_worst_ratio": exp.block_worst_ratio}
 
 
 async def probe_one(url: str, timeout: float = 8.0) -> dict:

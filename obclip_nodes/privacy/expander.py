@@ -12,7 +12,10 @@ The pipeline, one module per stage:
 
 N is the product of the value-space sizes of all slots (1 when nothing is found) unless the
 read-back check drops combinations (only when the prompt's structure, e.g. which person a pronoun
-refers to, depends on the values); ``server_learns`` says so when it happens.
+refers to, depends on the values); ``server_learns`` says so when it happens.  Above ``max_candidates``
+the full set C is cut into anonymity blocks (:mod:`.blocks`, a function of C alone) and only the real
+candidate's block is returned: ``total`` is |C|, ``block_index`` / ``block_count`` place the block and
+``block_learns`` says what it tells the server.
 
 Normalisation: an ``a``/``an`` before a swapped word follows the swapped word, and a snapped word
 ("teenage", "Nigerian", "30-year-old") is written in its value's canonical form ("young", "Black",
@@ -28,6 +31,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from . import blocks as anonymity_blocks
 from .bind import contradiction_error
 from .cues import find_phrases
 from .errors import ExpansionError
@@ -39,18 +43,23 @@ from .render import Reading, read, render_all
 from .tokenize import tokenize
 
 
+BLOCK_MAX_COMBINATIONS = 4096   # anonymity blocks are cut from C, rendered in full: the early guard
+
+
 class CandidateList(tuple):
     """The public candidates (a plain tuple of prompts) plus the run's privacy settings, so that the
     node that sends them can check the negative prompt with the same lexicon and override."""
 
     lexicon: str | None = None
     allow_unprotected: bool = False
+    block: dict | None = None           # Expansion.public_view()["block"] when these are an anonymity block
 
     @classmethod
-    def of(cls, candidates, lexicon=None, allow_unprotected: bool = False) -> CandidateList:
+    def of(cls, candidates, lexicon=None, allow_unprotected: bool = False, block=None) -> CandidateList:
         out = cls(candidates)
         out.lexicon = lexicon
         out.allow_unprotected = bool(allow_unprotected)
+        out.block = dict(block) if block else None
         return out
 
 
@@ -75,6 +84,18 @@ class Expansion:
     outcome: str = "protected"          # protected | allowed (a refusal raises ExpansionError)
     unprotected: tuple = ()             # Finding per word that reaches the server as written
     normalisations: tuple = ()          # "'teenage' -> 'young' (age: young)" per snapped word
+    # anonymity blocks (blocks.py): the candidates are block ``block_index`` of ``block_count`` of the full set
+    # of ``total`` candidates; all public (a function of the candidates alone)
+    total: int = 0                      # |C|, the full candidate set (== n without blocks)
+    block_index: int = 0
+    block_count: int = 1
+    block_learns: str = ""              # the joint constraint the block reveals, in words ("" without blocks);
+                                        # server_learns starts with it and the block's place
+    block_worst_ratio: float = 1.0      # max P(value | block) / P(value | C) over slots and values
+
+    @property
+    def blocked(self) -> bool:
+        return self.block_count > 1
 
     @property
     def nothing_sensitive(self) -> bool:
@@ -90,13 +111,16 @@ class Expansion:
 
     def public_view(self) -> dict:
         """JSON-able: exactly what the server may see.  Never contains the real index or prompt."""
-        return {
+        view = {
             "candidates": list(self.candidates),
             "attributes": list(self.attributes),
             "slots": [{"person": s["person"], "attribute": s["attribute"], "values": list(s["values"])}
                       for s in self.slots],
             "n": self.n,
         }
+        if self.blocked:        # which block of the full set: the server can work it out from the candidates
+            view["block"] = {"index": self.block_index, "count": self.block_count, "total": self.total}
+        return view
 
 
 def _active(lex: Lexicon, attributes) -> frozenset:
@@ -116,7 +140,8 @@ def _active(lex: Lexicon, attributes) -> frozenset:
     return frozenset(names)
 
 
-def _too_many(lex: Lexicon, slots, n: int, cap: int, exact: bool, spaces=None) -> ExpansionError:
+def _too_many(lex: Lexicon, slots, n: int, cap: int, exact: bool, spaces=None, limit: str = "max_candidates={cap}",
+              fix: str = "raise max_candidates") -> ExpansionError:
     attrs = sorted({a for _, a in slots})
     size = {a: max(len(sp) for (_, b), sp in zip(slots, spaces) if b == a) if spaces else len(lex.attributes[a])
             for a in attrs}
@@ -133,26 +158,31 @@ def _too_many(lex: Lexicon, slots, n: int, cap: int, exact: bool, spaces=None) -
     fits.sort(key=lambda x: (-x[0], x[1]))
     what = "" if exact else "at least "
     msg = (f"this prompt would need {what}{n} candidates ({formula}, over {len({p for p, _ in slots})} person(s)), "
-           f"more than max_candidates={cap}. ")
+           f"more than {limit.format(cap=cap)}. ")
     if fits:
         opts = "; ".join(f"attributes={list(k)} (N={m}, drops {', '.join(a for a in attrs if a not in k)})"
                          for m, k in fits[:3])
-        msg += f"Protect fewer attributes, e.g. {opts}; or raise max_candidates."
+        msg += f"Protect fewer attributes, e.g. {opts}; or {fix}."
     else:
-        msg += "Even one attribute is too many here: describe fewer people, or raise max_candidates."
+        msg += f"Even one attribute is too many here: describe fewer people, or {fix}."
     return ExpansionError(msg)
 
 
 def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
                   lexicon: str | os.PathLike | Lexicon | None = None, *, max_candidates: int = 40,
-                  allow_unprotected: bool = False, flagger=None) -> Expansion:
+                  allow_unprotected: bool = False, flagger=None, blocks: bool = True,
+                  max_combinations: int = BLOCK_MAX_COMBINATIONS) -> Expansion:
     """Expand ``prompt`` into ObCLIP's candidate set.  See the module docstring.
 
     Fails closed: a word that reveals a sensitive type and cannot be swapped raises
     :class:`ExpansionError` naming the word, its type and the fixes -- unless ``allow_unprotected``
     is on, in which case the expansion's ``outcome`` is ``"allowed"`` and ``unprotected`` lists the
     words that reach the server as written.  ``flagger`` (optional, a :class:`.flagger.ModelFlagger`)
-    can only add such words."""
+    can only add such words.
+
+    More than ``max_candidates`` candidates: with ``blocks`` (default) the full set C (at most
+    ``max_combinations`` combinations) is cut into balanced anonymity blocks of at most ``max_candidates``
+    and only the real candidate's block is returned (:mod:`.blocks`); without, a refusal."""
     if not isinstance(prompt, str):
         raise ExpansionError(f"the prompt must be text (str), not {type(prompt).__name__}; connect a text input")
     if not prompt.strip():
@@ -177,7 +207,11 @@ def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
     combos = 1
     for sp in t.spaces:
         combos *= len(sp)
-    if combos > max(16 * max_candidates, 64):
+    if blocks and combos > max_combinations:
+        raise _too_many(lex, t.slots, combos, max_combinations, exact=False, spaces=t.spaces,
+                        limit="the {cap} combinations that anonymity blocks are cut from",
+                        fix="raise that limit (OBCLIP_BLOCK_MAX_COMBINATIONS; the time grows with it)")
+    if not blocks and combos > max(16 * max_candidates, 64):
         raise _too_many(lex, t.slots, combos, max_candidates, exact=False, spaces=t.spaces)
     cands, real_index, combos = render_all(t, lex, active)
     if real_index < 0 or (combos > 1 and len(cands) < 2):
@@ -186,18 +220,46 @@ def expand_prompt(prompt: str, attributes: Iterable[str] | None = None,
             "could not build a candidate set that reads back the same for every candidate (the prompt's structure "
             "depends on its sensitive words in a way this expander cannot vary safely); rephrase, e.g. replace "
             "pronouns with nouns, or protect fewer attributes")
+    total, block = len(cands), None
     if len(cands) > max_candidates:
-        raise _too_many(lex, t.slots, len(cands), max_candidates, exact=True, spaces=t.spaces)
+        block = _block(lex, t, active, cands, real_index, combos, max_candidates) if blocks else None
+        if block is None:
+            raise _too_many(lex, t.slots, len(cands), max_candidates, exact=True, spaces=t.spaces)
+        cands, real_index = [cands[k] for k in block.members], block.members.index(real_index)
     slots = tuple({"person": p, "attribute": a, "values": sp} for (p, a), sp in zip(t.slots, t.spaces))
     attrs = tuple(sorted({a for _, a in t.slots}))
     warnings = _leak_warnings(text, real, lex, active, attrs)
-    learns = _server_learns(lex, t, slots, attrs, len(cands), combos, warnings, found)
+    learns = _server_learns(lex, t, slots, attrs, len(cands), combos, warnings, found, total)
+    block_learns = "" if block is None else anonymity_blocks.constraint(_block_slots(t), block)
+    if block is not None:
+        learns = anonymity_blocks.describe(_block_slots(t), block) + " " + learns
     norms = tuple(f"'{c.written}' -> '{c.read_as}' (spelling)" for c in corrections)
     norms += tuple(f"'{w}' -> '{r}' ({a}: {v})" for w, r, a, v in t.snaps)
     return Expansion(candidates=tuple(cands), real_index=real_index, attributes=attrs, slots=slots,
                      server_learns=learns, leak_warnings=tuple(warnings), lexicon=lex.name, combinations=combos,
-                     normalised=t.normalised or bool(corrections), prompt=prompt, outcome=outcome, unprotected=tuple(found),
-                     normalisations=norms)
+                     normalised=t.normalised or bool(corrections), prompt=prompt, outcome=outcome,
+                     unprotected=tuple(found), normalisations=norms, total=total,
+                     block_index=0 if block is None else block.index, block_count=1 if block is None else block.count,
+                     block_learns=block_learns, block_worst_ratio=1.0 if block is None else block.worst_ratio)
+
+
+def _block_slots(t) -> list:
+    """(person, attribute, values) of every slot: each slot's own space (a cell noun's age holds 'child')."""
+    return [(p, a, sp) for (p, a), sp in zip(t.slots, t.spaces)]
+
+
+def _block(lex: Lexicon, t, active: frozenset, cands: list, real_index: int, combos: int, cap: int):
+    """The real candidate's anonymity block of C (:mod:`.blocks`), or None when no block of 2 or more fits."""
+    slots = _block_slots(t)
+    index = [{v: i for i, v in enumerate(vals)} for _, _, vals in slots]
+    full = len(cands) == combos
+    coords = anonymity_blocks.coords_of_product([len(v) for _, _, v in slots]) if full else []
+    # render_all keeps itertools.product order (candidate k is the k-th combination); should that ever change,
+    # or when the read-back check or kinship dropped some, each candidate's values are read back instead
+    if not full or coords[real_index] != tuple(ix[v] for ix, v in zip(index, t.values)):
+        coords = [tuple(ix[v] for ix, v in zip(index, read(c, lex, active).template.values)) for c in cands]
+    design = anonymity_blocks.choose(slots, cap, full_product=full)
+    return None if design is None else anonymity_blocks.block_of(coords, design, real_index)
 
 
 def _model_findings(prompt: str, flagger, real: Reading, found: list, lex: Lexicon) -> list:
@@ -287,7 +349,7 @@ def _leak_warnings(prompt: str, real: Reading, lex: Lexicon, active: frozenset, 
     return out
 
 
-def _server_learns(lex: Lexicon, real, slots, attrs, n: int, combos: int, warnings, found=()) -> str:
+def _server_learns(lex: Lexicon, real, slots, attrs, n: int, combos: int, warnings, found=(), total=None) -> str:
     sent = ""
     if found:
         sent = (" ALLOWED UNPROTECTED: the server also reads " + ", ".join(f"'{f.word}' ({f.type})" for f in found)
@@ -303,11 +365,12 @@ def _server_learns(lex: Lexicon, real, slots, attrs, n: int, combos: int, warnin
             f"{'person' if people == 1 else 'people'} with {', '.join(attrs)} "
             f"({len(slots)} slot{'s' if len(slots) != 1 else ''}), the value spaces ({spaces}) and N. "
             f"It does not learn your values of {', '.join(attrs)}.")
-    if n < combos:
-        text += (f" Only {n} of the {combos} combinations are candidates: the others would read as a differently "
+    total = n if total is None else total
+    if total < combos:
+        text += (f" Only {total} of the {combos} combinations are candidates: the others would read as a differently "
                  f"structured prompt (for example a pronoun tied to another person) or make a child no younger than "
                  f"the person who calls them theirs, so the server also learns that the real combination is among "
-                 f"these {n}.")
+                 f"these {total}.")
     if warnings:
         text += (f" {len(warnings)} leak warning(s): words that give away or correlate with these attributes stay "
                  f"visible, which weakens the 1/{n} bound when the server has a prior.")

@@ -118,3 +118,38 @@ def test_badge_explicitly_allowed_is_red(page):
     assert _close(b["pixel"], "#d50000"), b["pixel"]                # red
     assert "ALLOWED UNPROTECTED" in b["status"]
     _shot(page, "badge-allowed")
+
+
+TWO_PEOPLE = "a Black woman and a White man holding hands, wedding photo"
+
+
+def test_badge_anonymity_block_on_two_people(page):
+    """Two described people pass max_candidates: the badge shows the block sent (N of the total, which block of
+    how many) and, below, what the block tells the server; the preview text says the same."""
+    from obclip_nodes.privacy import expand_prompt
+    e = expand_prompt(TWO_PEOPLE)
+    assert e.blocked
+    b = _set(page, TWO_PEOPLE, False)
+    want = f"N = {e.n} of {e.total} (block {e.block_index + 1} of {e.block_count})"
+    assert b["outcome"] == "protected" and b["text"].startswith(f"✔ protected: ethnicity, gender · {want}"), b
+    assert b["detail"] == f"server learns: {e.block_learns}", b
+    assert f"Anonymity block: {want}. The server learns: {e.block_learns}" in b["status"]
+    assert _close(b["pixel"], "#2e7d32") or _close(b["pixel"], "#b26a00"), b["pixel"]
+    _shot(page, "badge-block")
+
+
+def test_badge_after_a_run_reads_the_block_line(page):
+    """After a run the badge is rebuilt from the node's own text: the 'Anonymity block:' line it writes."""
+    from obclip_nodes.privacy import expand_prompt
+    e = expand_prompt(TWO_PEOPLE)
+    # the node's first two lines (obclip_nodes/nodes/expander.py report_lines and block_line)
+    text = (f"N = {e.n} candidates; attributes: {', '.join(e.attributes)}\n"
+            f"Anonymity block: N = {e.n} of {e.total} (block {e.block_index + 1} of {e.block_count}). "
+            f"The server learns: {e.block_learns}\nOutcome: protected")
+    b = page.evaluate("""async (text) => {
+      const m = await import('/extensions/obclip/obclip.js');
+      return m.badgeFrom(m.parseExpanderReport(text));
+    }""", text)
+    assert b["text"] == (f"✔ protected: ethnicity, gender · N = {e.n} of {e.total} "
+                         f"(block {e.block_index + 1} of {e.block_count})"), b
+    assert b["detail"] == f"server learns: {e.block_learns}", b

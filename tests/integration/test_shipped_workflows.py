@@ -19,7 +19,7 @@ MODEL_COMBOS = {"ckpt_name", "vae_name", "lora_name", "unet_name", "clip_name", 
                 "model_folder", "image"}  # the user's own files
 EXPECTED = {"obclip_hybrid", "obclip_hybrid_bk_sdm", "obclip_sdxl_koala", "obclip_lcm_sdxl_koala",
             "obclip_local_simulation", "obclip_cloud_operator", "obclip_miniworld", "obclip_device_controlnet",
-            "obclip_device_custom_sampler"}
+            "obclip_device_custom_sampler", "obclip_two_people"}
 
 
 def validate(api: dict, info: dict) -> list[str]:

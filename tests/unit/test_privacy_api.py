@@ -68,14 +68,18 @@ def test_attributes_as_string_and_empty():
 
 def test_cap_message_names_attributes_to_drop():
     with pytest.raises(ExpansionError) as ei:
-        expand_prompt("a young Asian woman", max_candidates=8)
+        expand_prompt("a young Asian woman", max_candidates=8, blocks=False)
     msg = str(ei.value)
     assert "40 candidates" in msg and "max_candidates=8" in msg
     assert "attributes=['age', 'gender'] (N=8, drops ethnicity)" in msg and "attributes=['ethnicity'] (N=5" in msg
     assert expand_prompt("a young Asian woman", max_candidates=40).n == 40
     assert expand_prompt("a young Asian doctor", max_candidates=15).n == 15     # no cell noun: three adult ages
     with pytest.raises(ExpansionError, match="at least 1600"):
-        expand_prompt("a young Asian woman and an old Black man")
+        expand_prompt("a young Asian woman and an old Black man", blocks=False)
+    # with anonymity blocks (the default) the early guard is the block limit, and names it
+    with pytest.raises(ExpansionError, match="at least 1600 candidates .* more than the 500 combinations that "
+                                             "anonymity blocks are cut from.*OBCLIP_BLOCK_MAX_COMBINATIONS"):
+        expand_prompt("a young Asian woman and an old Black man", max_combinations=500)
     with pytest.raises(ExpansionError, match="positive integer"):
         expand_prompt("a man", max_candidates=0)
 

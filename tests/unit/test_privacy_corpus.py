@@ -26,8 +26,10 @@ def test_corpus_case(case):
         assert s in e.candidates, (s, e.candidates)
     for s in case.get("constant", []):
         assert all(s in c for c in e.candidates), s
+    if "total" in case:         # an anonymity block of the full candidate set
+        assert (e.total, e.block_count) == (case["total"], case["blocks"]), (e.total, e.block_count)
     if e.n > 1:
-        assert e.n == e.combinations or "combinations are candidates" in e.server_learns
+        assert e.total == e.combinations or "combinations are candidates" in e.server_learns
 
 
 def test_corpus_size():
