@@ -40,6 +40,16 @@ def _positive_int(raw: str) -> int:
     return v
 
 
+def _count(raw: str) -> int:
+    try:
+        v = int(raw.strip())
+    except ValueError:
+        raise ValueError("use a whole number, 0 or more") from None
+    if v < 0:
+        raise ValueError("use a whole number, 0 or more")
+    return v
+
+
 def _positive_float(raw: str) -> float:
     try:
         v = float(raw.strip())
@@ -80,6 +90,8 @@ SETTINGS: dict[str, Setting] = {s.env[len(PREFIX):].lower(): s for s in (
             "send credentials over plain http to a non-loopback host (1); default: https only"),
     Setting("OBCLIP_CLOUD_CA_FILE", _text, "", "PEM bundle to trust for https/wss clouds"),
     Setting("OBCLIP_SECRETS_FILE", _text, "", "per-server secrets file (default ~/.config/obclip/secrets.json)"),
+    Setting("OBCLIP_CLOUD_RETRIES", _count, 2,
+            "times a run lost with its cloud worker (dropped connection, balancer 502/503/504) is retried"),
     Setting("OBCLIP_STOCK_FALLBACK", _flag, True, "use stock nodes on a cloud without the pack (1) or fail (0)"),
     Setting("OBCLIP_STOCK_FAMILY", _family, "SD15", "the cloud model's family in stock mode: SD15 or SDXL"),
     Setting("OBCLIP_PROBE_FROM_ANY_HOST", _flag, False, "let non-loopback browsers use the connection probe"),
