@@ -109,6 +109,14 @@ SETTINGS: dict[str, Setting] = {s.env[len(PREFIX):].lower(): s for s in (
     Setting("OBCLIP_SERVER_MAX_BODY_KB", _positive_int, 4096, "largest JSON request body, KiB"),
     Setting("OBCLIP_SERVER_RESULT_TTL_S", _positive_float, 600.0, "seconds an unfetched result is kept"),
     Setting("OBCLIP_SERVER_RESULT_MAX_MB", _positive_float, 2048.0, "memory the result store may hold, MiB"),
+    Setting("OBCLIP_SERVER_RESULT_TENANT_MB", _positive_float, 512.0,
+            "share of the result store one client tenant's unfetched results may hold, MiB"),
+    Setting("OBCLIP_SERVER_MAX_QUEUED_PER_TENANT", _positive_int, 32,
+            "most requests one client tenant may have queued or running at once (more: HTTP 429)"),
+    Setting("OBCLIP_SERVER_MAX_IDS_PER_TENANT", _positive_int, 100_000,
+            "prompt ids and client ids remembered per tenant (its oldest are forgotten first)"),
+    Setting("OBCLIP_SERVER_MAX_REJECTS_PER_MIN", _positive_int, 120,
+            "refused requests one client tenant may send per minute before every POST gets HTTP 429"),
     # lab
     Setting("OBCLIP_MINIWORLD", _flag, False, "register the demo's mini-world model family and checkpoints"),
 )}
