@@ -285,6 +285,12 @@ BAD_INPUTS = [
     ("another graph", lambda c: {"prompt": {"1": {"class_type": "SaveImage", "inputs": {}}},
                                  "client_id": "x", "prompt_id": "table-other"}, 400,
      "a client may submit only the ObCLIP request graph"),
+    # fields that used to pass the submit check and fail only at run time (issue 23)
+    ("unknown sampler", lambda c: sampler_body(c, sampler_name="bogus"), 400, "is not one of this server's samplers"),
+    ("unknown scheduler", lambda c: sampler_body(c, scheduler="bogus"), 400, "is not one of this server's schedulers"),
+    ("unknown acceleration key", lambda c: sampler_body(c, acceleration='{"warp":true}'), 400,
+     "unknown acceleration settings ['warp']"),
+    ("lone surrogate", lambda c: sampler_body(c, candidates='["a photo \\ud800", "b"]'), 400, "lone surrogate"),
 ]
 
 
