@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 
 from .. import config
 from ..protocol import routes
@@ -198,8 +199,8 @@ def make_gate(tenants: dict, limits: Limits, tenancy: Tenancy, live_queue=lambda
                 return _error(429, "obclip_too_many_refusals",
                               f"this tenant sent more than {rejects.per_min} refused requests in a minute "
                               f"(OBCLIP_SERVER_MAX_REJECTS_PER_MIN); fix the request, then retry in "
-                              f"{wait:.0f} s or later", {"retry_after_s": round(wait, 1)},
-                              headers={"Retry-After": str(max(1, round(wait)))})
+                              f"{math.ceil(wait)} s or later", {"retry_after_s": round(wait, 1)},
+                              headers={"Retry-After": str(math.ceil(wait))})
         try:
             if method == "POST" and path in JSON_POSTS:
                 cap = limits.max_body_bytes
