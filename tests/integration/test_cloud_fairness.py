@@ -166,7 +166,7 @@ async def _flood_refused(url: str, token: str, n: int, concurrency: int = 16) ->
 
 def test_a_flood_of_refused_and_accepted_posts_forgets_only_the_flooders_own_ids(cloud, ckpt):
     drain(cloud)
-    victim = body(ckpt, seed=77, pid="victim-" + uuid.uuid4().hex, cid="victim-client-" + uuid.uuid4().hex)
+    victim = body(ckpt, seed=77, pid=str(uuid.uuid4()), cid="victim-client-" + uuid.uuid4().hex)
     assert call(cloud.url, "POST", "/prompt", BOB, victim)[0] == 200
     own = body(ckpt, seed=78)
     assert call(cloud.url, "POST", "/prompt", ALICE, own)[0] == 200
@@ -192,7 +192,7 @@ def test_a_flood_of_refused_and_accepted_posts_forgets_only_the_flooders_own_ids
 def test_accepted_posts_beyond_the_bound_evict_the_senders_own_oldest_ids_only(cloud, ckpt):
     drain(cloud)
     time.sleep(REJECTS_PER_MIN / 60 * 2)  # alice's refusal bucket from the flood refills a little
-    victim = body(ckpt, seed=78, pid="victim2-" + uuid.uuid4().hex, cid="victim2-client-" + uuid.uuid4().hex)
+    victim = body(ckpt, seed=78, pid=str(uuid.uuid4()), cid="victim2-client-" + uuid.uuid4().hex)
     assert call(cloud.url, "POST", "/prompt", BOB, victim)[0] == 200
     wait_done(cloud, [victim["prompt_id"]])
     # alice sends 3 x MAX_IDS requests that ComfyUI really queues (deleting them as she goes): her ids overflow
