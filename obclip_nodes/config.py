@@ -40,6 +40,16 @@ def _positive_int(raw: str) -> int:
     return v
 
 
+def _count(raw: str) -> int:
+    try:
+        v = int(raw.strip())
+    except ValueError:
+        raise ValueError("use a whole number, 0 or more") from None
+    if v < 0:
+        raise ValueError("use a whole number, 0 or more")
+    return v
+
+
 def _positive_float(raw: str) -> float:
     try:
         v = float(raw.strip())
@@ -80,6 +90,8 @@ SETTINGS: dict[str, Setting] = {s.env[len(PREFIX):].lower(): s for s in (
             "send credentials over plain http to a non-loopback host (1); default: https only"),
     Setting("OBCLIP_CLOUD_CA_FILE", _text, "", "PEM bundle to trust for https/wss clouds"),
     Setting("OBCLIP_SECRETS_FILE", _text, "", "per-server secrets file (default ~/.config/obclip/secrets.json)"),
+    Setting("OBCLIP_CLOUD_RETRIES", _count, 2,
+            "times a run lost with its cloud worker (dropped connection, balancer 502/503/504) is retried"),
     Setting("OBCLIP_STOCK_FALLBACK", _flag, True, "use stock nodes on a cloud without the pack (1) or fail (0)"),
     Setting("OBCLIP_STOCK_FAMILY", _family, "SD15", "the cloud model's family in stock mode: SD15 or SDXL"),
     Setting("OBCLIP_PROBE_FROM_ANY_HOST", _flag, False, "let non-loopback browsers use the connection probe"),
@@ -101,6 +113,14 @@ SETTINGS: dict[str, Setting] = {s.env[len(PREFIX):].lower(): s for s in (
     Setting("OBCLIP_SERVER_MAX_BODY_KB", _positive_int, 4096, "largest JSON request body, KiB"),
     Setting("OBCLIP_SERVER_RESULT_TTL_S", _positive_float, 600.0, "seconds an unfetched result is kept"),
     Setting("OBCLIP_SERVER_RESULT_MAX_MB", _positive_float, 2048.0, "memory the result store may hold, MiB"),
+    Setting("OBCLIP_SERVER_RESULT_TENANT_MB", _positive_float, 512.0,
+            "share of the result store one client tenant's unfetched results may hold, MiB"),
+    Setting("OBCLIP_SERVER_MAX_QUEUED_PER_TENANT", _positive_int, 32,
+            "most requests one client tenant may have queued or running at once (more: HTTP 429)"),
+    Setting("OBCLIP_SERVER_MAX_IDS_PER_TENANT", _positive_int, 100_000,
+            "prompt ids and client ids remembered per tenant (its oldest are forgotten first)"),
+    Setting("OBCLIP_SERVER_MAX_REJECTS_PER_MIN", _positive_int, 120,
+            "refused requests one client tenant may send per minute before every POST gets HTTP 429"),
     # lab
     Setting("OBCLIP_MINIWORLD", _flag, False, "register the demo's mini-world model family and checkpoints"),
 )}

@@ -10,6 +10,11 @@ the client got all N latents and the digest inside the payload matches its own r
 else is lost. Throughput is delivered runs per wall-clock second. On a shared machine the other
 processes' load (reported as load_average_1m) bounds what two workers can gain.
 
+Two more rows (issue 23). fairness: on one worker, a light tenant's single request, first on the idle
+worker, then while another tenant has 30 requests queued (round-robin: it waits for the one running
+request, not for the 30). kill_a_worker: a fresh round of clients x runs through haproxy; one of the
+two workers is killed (SIGKILL) once it runs requests; delivered, lost and retried runs are counted.
+
     python -m obclip_nodes.bench balancer [--clients 8] [--runs 3] [--steps 20]
 """
 from __future__ import annotations
@@ -31,8 +36,12 @@ def run(argv: list[str]) -> dict:
     ap.add_argument("--steps", type=int, default=20, help="T; the cloud runs T/2")
     args = ap.parse_args(argv)
 
+    import threading
+
     from ..harness.balancer import HAProxy, many_clients, mini_plans
     from ..harness.servers import ComfyServer, prepare_base
+    from ..remote import RemoteSettings
+    from ..remote.client import CloudClient
 
     operator, alice, bob = "bench-operator-" + "0" * 16, "bench-alice-" + "1" * 16, "bench-bob-" + "2" * 16
 
@@ -66,6 +75,57 @@ def run(argv: list[str]) -> dict:
         t0 = time.monotonic()
         results = asyncio.run(both())
         return time.monotonic() - t0, results
+
+    def fairness(worker, alice_url: str, bob_url: str) -> dict:
+        settings = dict(request_timeout=120, total_timeout=1800)
+
+        async def go():
+            light = mini_plans(1, 2, 20_000, args.steps)[0]
+            t0 = time.monotonic()
+            await CloudClient(RemoteSettings(bob_url, **settings)).run(light[0])
+            idle = time.monotonic() - t0
+            flood = asyncio.ensure_future(many_clients(alice_url, mini_plans(30, 1, 30_000, args.steps), **settings))
+            queued = 0
+            while queued < 20 and not flood.done():
+                queued = len((await asyncio.to_thread(worker.get, "/queue"))["queue_pending"])
+                await asyncio.sleep(0.05)
+            t0 = time.monotonic()
+            await CloudClient(RemoteSettings(bob_url, **settings)).run(light[1])
+            loaded = time.monotonic() - t0
+            flooded = await flood
+            return idle, loaded, queued, sum(not isinstance(r, Exception) for c in flooded for r in c)
+        idle, loaded, queued, delivered = asyncio.run(go())
+        return {"light_wait_idle_s": round(idle, 3), "light_wait_loaded_s": round(loaded, 3),
+                "loaded_over_idle": round(loaded / idle, 2), "heavy_tenant_queued_when_light_arrived": queued,
+                "heavy_delivered": delivered, "scheduling": "round-robin across tenants"}
+
+    def kill_a_worker(url: str, victim) -> dict:
+        plan = mini_plans(args.clients, args.runs, 40_000, args.steps)
+        killed: dict = {}
+
+        def kill_when_busy():
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 600:
+                try:
+                    if victim.get("/queue")["queue_running"] and len(victim.get("/history")) >= 2:
+                        killed["queued_on_it"] = len(victim.get("/queue")["queue_pending"]) + 1
+                        victim.proc.kill()
+                        victim.proc.wait()
+                        return
+                except OSError:
+                    pass
+                time.sleep(0.05)
+        killer = threading.Thread(target=kill_when_busy, daemon=True)
+        killer.start()
+        t0 = time.monotonic()
+        results = asyncio.run(many_clients(url, plan, request_timeout=60, total_timeout=1800))
+        wall = time.monotonic() - t0
+        killer.join(10)
+        delivered, lost, errors = check(plan, results)
+        flat = [r for c in results for r in c if not isinstance(r, Exception)]
+        return {"runs": len(plan) * args.runs, "killed_with_runs_on_it": killed.get("queued_on_it", 0),
+                "delivered": delivered, "results_lost": lost, "runs_retried": sum(1 for r in flat if r.retried),
+                "retries": sum(len(r.retried) for r in flat), "wall_s": round(wall, 2), "errors": errors[:5]}
 
     with tempfile.TemporaryDirectory(prefix="obclip-bench-balancer-") as tmp:
         tmp = Path(tmp)
@@ -102,6 +162,8 @@ def run(argv: list[str]) -> dict:
                     time.sleep(0.2)
                 one_s, one_results = through(workers[0].url, bob_w0,
                                              mini_plans(args.clients, args.runs, 10**5, args.steps))
+                fair = fairness(workers[0], workers[0].url, bob_w0)
+                kill = kill_a_worker(lb.url, workers[1])
         finally:
             for w in workers:
                 w.stop()
@@ -109,7 +171,7 @@ def run(argv: list[str]) -> dict:
     one_ok, one_lost, one_err = check(mini_plans(args.clients, args.runs, 10**5, args.steps), one_results)
     total = args.clients * args.runs
     return {
-        "ok": lb_lost == 0 and one_lost == 0,
+        "ok": lb_lost == 0 and one_lost == 0 and kill["results_lost"] == 0 and kill["killed_with_runs_on_it"] > 0,
         "clients": args.clients, "runs_per_client": args.runs, "runs": total,
         "balancer": {"workers": 2, "router": "haproxy (cookie stickiness)", "delivered": lb_ok,
                      "results_lost": lb_lost, "wall_s": round(lb_s, 2), "runs_per_s": round(lb_ok / lb_s, 3),
@@ -117,6 +179,7 @@ def run(argv: list[str]) -> dict:
         "single_worker": {"workers": 1, "delivered": one_ok, "results_lost": one_lost, "wall_s": round(one_s, 2),
                           "runs_per_s": round(one_ok / one_s, 3), "errors": one_err[:5]},
         "speedup": round((lb_ok / lb_s) / (one_ok / one_s), 2) if one_ok and lb_ok else None,
+        "fairness": fair, "kill_a_worker": kill,
         "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
         "request": {"N": "2..4", "size": "64x64", "steps": args.steps, "cloud_steps": max(1, args.steps // 2),
                     "model": "obclip-mini-cloud"},

@@ -26,19 +26,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 
 from .. import config
 from ..protocol import routes
 from ..protocol.errors import ProtocolError
 from ..protocol.request import PACK_INFO, parse_server_prompt, sampler_requests
 from .auth import ANONYMOUS, Principal, identify
-from .limits import BadRequest, Limits, parse_json_body
+from . import scheduler
+from .limits import BadRequest, Limits, RejectLimiter, parse_json_body
 from .results import ResultStore
 from .tenants import ID_RE, Tenancy, api_path, client_may_call
 
 log = logging.getLogger("obclip")
 _store: ResultStore | None = None
 _tenancy = Tenancy()
+_clients: set[str] = set()   # names of the client tenants (the operator's results have no store share)
 _installed = False
 # POST routes whose body is JSON, checked strictly before any handler parses it.
 JSON_POSTS = {"/prompt", "/queue", "/interrupt", "/history", "/free", routes.EXPAND}
@@ -50,7 +53,8 @@ def result_store() -> ResultStore:
     global _store
     if _store is None:
         cfg = config.settings()
-        _store = ResultStore(cfg.server_result_ttl_s, int(cfg.server_result_max_mb * 2**20))
+        _store = ResultStore(cfg.server_result_ttl_s, int(cfg.server_result_max_mb * 2**20),
+                             int(cfg.server_result_tenant_mb * 2**20))
     return _store
 
 
@@ -59,7 +63,8 @@ def store_result(prompt_id: str | None, raw: bytes, key_sha256: str) -> bool:
     the request carries no result key (nothing is kept that nobody could fetch)."""
     if not (_installed and prompt_id and key_sha256):
         return False
-    result_store().put(prompt_id, raw, key_sha256, _tenancy.owner(prompt_id))
+    owner = _tenancy.owner(prompt_id)
+    result_store().put(prompt_id, raw, key_sha256, owner, share=owner in _clients)
     return True
 
 
@@ -85,7 +90,7 @@ def _refuse_all(message: str):
 
 
 def _check_prompt_post(who: Principal, body: dict, limits: Limits, tenancy: Tenancy) -> str | None:
-    """Submit-time checks of POST /prompt; -> the prompt id to claim (None: ComfyUI draws one)."""
+    """Submit-time checks of POST /prompt (nothing is recorded); -> the prompt id (None: ComfyUI draws one)."""
     graph, pid, cid = body.get("prompt"), body.get("prompt_id"), body.get("client_id")
     if not isinstance(graph, dict):
         raise BadRequest('send {"prompt": {...API graph...}}: the prompt is missing or not an object')
@@ -114,17 +119,63 @@ def _check_prompt_post(who: Principal, body: dict, limits: Limits, tenancy: Tena
                 limits.check(req)
         except ProtocolError as e:
             raise BadRequest(f"invalid ObCLIP request: {e}") from None
-    if isinstance(cid, str) and not tenancy.claim_socket(cid, who):
+    if isinstance(cid, str) and not tenancy.socket_free_for(cid, who):
         raise BadRequest("this client_id belongs to another tenant; use your own random id", "obclip_forbidden", 403)
-    if pid is not None and not tenancy.claim_prompt(pid, who.name):
-        raise BadRequest(f"prompt_id {pid} was already used on this server; every request needs a fresh random id",
-                         "obclip_duplicate_prompt_id")
     return pid
 
 
-def make_gate(tenants: dict, limits: Limits, tenancy: Tenancy):
-    """One middleware: who asks, may they call this, is the body sane, and what may they see."""
+def _duplicate(pid: str) -> BadRequest:
+    return BadRequest(f"prompt_id {pid} was already used on this server; every request needs a fresh random id",
+                      "obclip_duplicate_prompt_id")
+
+
+def _queued(resp) -> bool:
+    """ComfyUI answers 200 exactly when it put the prompt on its queue."""
+    return resp.status == 200
+
+
+def make_gate(tenants: dict, limits: Limits, tenancy: Tenancy, live_queue=lambda: ([], []),
+              rejects: RejectLimiter | None = None):
+    """One middleware: who asks, may they call this, is the body sane, and what may they see.
+    `live_queue()` -> ComfyUI's (running, pending) items, for the per-tenant cap."""
     from aiohttp import web
+
+    async def submit(request, handler, who: Principal, body: dict):
+        pid = _check_prompt_post(who, body, limits, tenancy)
+        if who.is_client:
+            live = tenancy.live_counts(live_queue()).get(who.name, 0)
+            if live >= limits.max_queued_per_tenant:
+                return _error(429, "obclip_tenant_busy",
+                              f"this tenant already has {live} requests queued or running; the cloud's operator "
+                              f"allows {limits.max_queued_per_tenant} at once "
+                              "(OBCLIP_SERVER_MAX_QUEUED_PER_TENANT). Wait for one to finish, then send again",
+                              {"max_queued_per_tenant": limits.max_queued_per_tenant}, headers={"Retry-After": "1"})
+        if pid is not None and not tenancy.reserve_prompt(pid, who.name):
+            raise _duplicate(pid)
+        try:
+            resp = await handler(request)
+        except BaseException:
+            if pid is not None:
+                tenancy.release_prompt(pid)
+            raise
+        if not _queued(resp):
+            if pid is not None:
+                tenancy.release_prompt(pid)
+            if who.is_client and rejects:
+                rejects.charge(who.name)
+            return resp
+        if pid is None:  # ComfyUI drew the id (an operator's request)
+            try:
+                pid = json.loads(resp.body).get("prompt_id")
+            except (ValueError, TypeError, AttributeError):
+                pid = None
+            if isinstance(pid, str):
+                tenancy.claim_prompt(pid, who.name)
+        else:
+            tenancy.commit_prompt(pid, who.name)
+        if isinstance(body.get("client_id"), str):
+            tenancy.claim_socket(body["client_id"], who)
+        return resp
 
     @web.middleware
     async def obclip_gate(request, handler):
@@ -142,6 +193,14 @@ def make_gate(tenants: dict, limits: Limits, tenancy: Tenancy):
             log.warning("obclip: refused operator route %s %s to client %s", method, path, who.name)
             return _error(403, "obclip_forbidden", f"{method} {path} is for the cloud's operator; a client token may "
                                                    "use only the ObCLIP request routes")
+        if who.is_client and method == "POST" and rejects:
+            wait = rejects.wait_s(who.name)
+            if wait:  # not logged: a flood must not fill the log either
+                return _error(429, "obclip_too_many_refusals",
+                              f"this tenant sent more than {rejects.per_min} refused requests in a minute "
+                              f"(OBCLIP_SERVER_MAX_REJECTS_PER_MIN); fix the request, then retry in "
+                              f"{math.ceil(wait)} s or later", {"retry_after_s": round(wait, 1)},
+                              headers={"Retry-After": str(math.ceil(wait))})
         try:
             if method == "POST" and path in JSON_POSTS:
                 cap = limits.max_body_bytes
@@ -155,16 +214,7 @@ def make_gate(tenants: dict, limits: Limits, tenancy: Tenancy):
                 if not isinstance(body, dict):
                     raise BadRequest("the request body must be a JSON object")
                 if path == "/prompt":
-                    pid = _check_prompt_post(who, body, limits, tenancy)
-                    resp = await handler(request)
-                    if pid is None and resp.status == 200:  # ComfyUI drew the id: record its owner
-                        try:
-                            drawn = json.loads(resp.body).get("prompt_id")
-                        except (ValueError, TypeError, AttributeError):
-                            drawn = None
-                        if isinstance(drawn, str):
-                            tenancy.claim_prompt(drawn, who.name)
-                    return resp
+                    return await submit(request, handler, who, body)
                 if who.is_client and path == "/queue":
                     if set(body) - {"delete"} or not isinstance(body.get("delete", []), list):
                         raise BadRequest("a client may only delete its own prompts: send {\"delete\": [ids]}",
@@ -195,19 +245,51 @@ def make_gate(tenants: dict, limits: Limits, tenancy: Tenancy):
                                      "obclip_forbidden", 403)
         except BadRequest as e:
             log.info("obclip: %d %s %s (%s): %s", e.status, method, path, who.name, e)
+            if who.is_client and rejects:
+                rejects.charge(who.name)
             return _error(e.status, e.kind, str(e), e.extra)
         return await handler(request)
 
     return obclip_gate
 
 
+def _live_queue(srv):
+    running, pending = srv.prompt_queue.get_current_queue_volatile()
+    return running, pending
+
+
 def _filter_broadcasts(srv, tenancy: Tenancy) -> None:
     """ComfyUI sends a prompt's events to its client id, but broadcasts some (sid None) to every socket.
-    Deliver those only where the socket's tenant may see them. The seam: PromptServer.send(event, data,
-    sid) and PromptServer.sockets (client id -> socket), both stable since 2023; tested on a real server."""
+    Deliver those only where the socket's tenant may see them. The `status` event (the queue length,
+    sent whenever anyone's prompt is queued, started or finished) reaches a client tenant's socket only
+    as the count of its own prompts, and only when that count changes: its timing follows the tenant's
+    own prompts, never another tenant's. The seam: PromptServer.send(event, data, sid) and
+    PromptServer.sockets (client id -> socket), both stable since 2023; tested on a real server."""
     original = srv.send
+    last_sent: dict[str, int] = {}   # client socket -> the count it was last told
+
+    async def send_status(data, sid):
+        counts = tenancy.live_counts(_live_queue(srv))
+        targets = [sid] if sid is not None else list(srv.sockets)
+        for stale in set(last_sent) - set(srv.sockets):
+            last_sent.pop(stale, None)
+        for client_id in targets:
+            tenant = tenancy.socket_tenant(client_id)
+            if tenant is None:
+                await original("status", data, client_id)
+                continue
+            mine = counts.get(tenant, 0)
+            if sid is None and last_sent.get(client_id) == mine:
+                continue
+            last_sent[client_id] = mine
+            own = {"status": {"exec_info": {"queue_remaining": mine}}}
+            if isinstance(data, dict) and "sid" in data:
+                own["sid"] = data["sid"]
+            await original("status", own, client_id)
 
     async def send(event, data, sid=None):
+        if event == "status":
+            return await send_status(data, sid)
         if sid is not None:
             return await original(event, data, sid)
         for client_id in list(srv.sockets):
@@ -228,21 +310,31 @@ def install() -> bool:
         cfg = config.settings().require(
             "server_token", "server_token_file", "server_tenants_file", "server_max_candidates", "server_max_steps",
             "server_max_pixels", "server_max_prompt_chars", "server_max_body_kb", "server_result_ttl_s",
-            "server_result_max_mb")
+            "server_result_max_mb", "server_result_tenant_mb", "server_max_queued_per_tenant",
+            "server_max_ids_per_tenant", "server_max_rejects_per_min")
         tenants = cfg.server_tenants()
-        limits = Limits.from_settings(cfg, cloud=bool(tenants))
+        import dataclasses
+
+        import comfy.samplers
+        limits = dataclasses.replace(Limits.from_settings(cfg, cloud=bool(tenants)),
+                                     samplers=tuple(comfy.samplers.KSampler.SAMPLERS),
+                                     schedulers=tuple(comfy.samplers.KSampler.SCHEDULERS))
     except config.ConfigError as e:
         # ComfyUI keeps serving when a pack fails to import, so raising here would serve without the
         # auth the operator asked for. Refuse every request instead, naming the setting to fix.
         srv.app.middlewares.append(_refuse_all(str(e)))
         log.error("obclip: server side NOT installed, every request is refused: %s", e)
         return False
+    _tenancy.configure(cfg.server_max_ids_per_tenant)
+    _clients.update(name for role, name in tenants.values() if role == "client")
     try:
-        srv.app.middlewares.append(make_gate(tenants, limits, _tenancy))
+        srv.app.middlewares.append(make_gate(tenants, limits, _tenancy, lambda: _live_queue(srv),
+                                             RejectLimiter(cfg.server_max_rejects_per_min)))
     except RuntimeError as e:  # a frozen app: never serve without the auth the operator asked for
         raise RuntimeError(f"ObCLIP could not install its server middleware ({e}); refusing to load with "
                            "OBCLIP_SERVER_TOKEN set but not enforced") from None
     _filter_broadcasts(srv, _tenancy)
+    fair = scheduler.install(srv.prompt_queue, _tenancy.owner)
 
     def key_of(request) -> str:
         secret = request.headers.get(routes.RESULT_KEY_HEADER, "")
@@ -281,6 +373,7 @@ def install() -> bool:
 
     _installed = True
     clients = sum(1 for role, _ in tenants.values() if role == "client")
-    log.info("obclip: server side installed (auth %s, %d client tenant(s), limits %s, result store)",
-             "on" if tenants else "off", clients, limits)
+    log.info("obclip: server side installed (auth %s, %d client tenant(s), %s scheduling, limits %s, "
+             "result store)", "on" if tenants else "off", clients, "fair" if fair else "FIFO",
+             dataclasses.replace(limits, samplers=(), schedulers=()))
     return True

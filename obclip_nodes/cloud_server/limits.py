@@ -7,6 +7,8 @@ OBCLIP_SERVER_MAX_* (config.py).
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import dataclass
 
 from ..protocol.errors import ProtocolError
@@ -31,6 +33,9 @@ class Limits:
     max_pixels: int | None = 1024 * 1024
     max_prompt_chars: int | None = 2000
     max_body_bytes: int | None = 4096 * 1024
+    max_queued_per_tenant: int = 32
+    samplers: tuple = ()       # the server's own sampler and scheduler names (empty: not checked)
+    schedulers: tuple = ()
 
     @classmethod
     def from_settings(cls, cfg, cloud: bool = True) -> "Limits":
@@ -39,9 +44,33 @@ class Limits:
         def pick(name, scale=1):
             return cfg.values[name] * scale if cloud or name in cfg.given else None
         return cls(pick("server_max_candidates"), pick("server_max_steps"), pick("server_max_pixels"),
-                   pick("server_max_prompt_chars"), pick("server_max_body_kb", 1024))
+                   pick("server_max_prompt_chars"), pick("server_max_body_kb", 1024),
+                   cfg.values["server_max_queued_per_tenant"])
 
     def check(self, req: CloudRequest) -> None:
+        """Everything a request could fail on at run time, checked now against the server's own lists."""
+        for what, text in [*(("a candidate", c) for c in req.candidates), ("the negative prompt", req.negative),
+                           ("the checkpoint name", req.checkpoint)]:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest(f"{what} holds a lone surrogate (\\ud800-\\udfff without its pair); send valid "
+                                 "Unicode text") from None
+        if self.samplers and req.sampler not in self.samplers:
+            raise BadRequest(f"sampler {req.sampler[:40]!r} is not one of this server's samplers; use one of "
+                             f"{', '.join(self.samplers[:12])}, ...", "obclip_bad_request",
+                             extra={"samplers": list(self.samplers)})
+        if self.schedulers and req.scheduler not in self.schedulers:
+            raise BadRequest(f"scheduler {req.scheduler[:40]!r} is not one of this server's schedulers; use one "
+                             f"of {', '.join(self.schedulers)}", extra={"schedulers": list(self.schedulers)})
+        from ..acceleration.settings import AccelerationSettings
+        try:
+            AccelerationSettings.from_dict(req.acceleration)
+        except (ValueError, TypeError) as e:
+            raise BadRequest(f"acceleration: {e}") from None
+        self.check_size(req)
+
+    def check_size(self, req: CloudRequest) -> None:
         n = len(req.candidates)
         if self.max_candidates and n > self.max_candidates:
             raise BadRequest(f"this server accepts at most {self.max_candidates} ObCLIP candidates per request, "
@@ -111,3 +140,28 @@ def count_candidates(body) -> int:
 
 def as_bad_request(e: ProtocolError) -> BadRequest:
     return BadRequest(f"invalid ObCLIP request: {e}")
+
+
+class RejectLimiter:
+    """Refused requests per tenant: a bucket of `per_min` that refills evenly over a minute. While a
+    tenant's bucket is empty every POST it sends is answered 429 at once, costing the server nothing."""
+
+    def __init__(self, per_min: int):
+        self.per_min = per_min
+        self._buckets: dict[str, tuple[float, float]] = {}   # tenant -> (level, when)
+        self._lock = threading.Lock()
+
+    def _level(self, tenant: str, now: float) -> float:
+        level, when = self._buckets.get(tenant, (float(self.per_min), now))
+        return min(float(self.per_min), level + (now - when) * self.per_min / 60.0)
+
+    def wait_s(self, tenant: str) -> float:
+        """0 when the tenant may send; else the seconds until its next request is heard."""
+        with self._lock:
+            level = self._level(tenant, time.monotonic())
+            return 0.0 if level >= 1.0 else (1.0 - level) * 60.0 / self.per_min
+
+    def charge(self, tenant: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._buckets[tenant] = (max(0.0, self._level(tenant, now) - 1.0), now)

@@ -4,6 +4,10 @@ Operators scale ComfyUI as one process per GPU behind a router. A run is a conve
 worker (WebSocket, /history, the result it holds), so the router must keep it there: haproxy inserts
 a cookie naming the worker on the first answer, and the client's per-run cookie jar sends it back on
 every later request of the run, WebSocket included. docs/deploy-cloud.md shows the same configuration.
+
+When a worker dies, haproxy marks it down after two failed checks (half a second apart) and sends
+its cookie's requests elsewhere (redispatch); the client finds its prompt unknown there, or gets a
+502/503 before that, and retries the run with a fresh session (remote/failover.py).
 """
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ CONFIG = """global
 defaults
     mode http
     option http-keep-alive
+    option redispatch
+    retries 2
+    default-server inter 500ms fall 2 rise 2
     timeout connect 5s
     timeout client 1h
     timeout server 1h

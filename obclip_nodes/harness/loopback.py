@@ -105,7 +105,8 @@ class ToyCloud(_Site):
     """Answers like a ComfyUI with the ObCLIP pack; `fault` picks what goes wrong.
 
     faults: "none", "bad_sha", "truncated", "oversized", "wrong_shape", "malformed", "ws_stall",
-    "http_stall", "node_errors_200"; `queue` is what GET /prompt reports.
+    "http_stall", "node_errors_200", "balancer_503_once" (the first POST /prompt gets a load balancer's
+    HTML 503, as when the worker behind it died); `queue` is what GET /prompt reports.
     """
 
     def __init__(self, fault: str = "none", *, payload: tuple[bytes, int] | None = None, queue: int = 0,
@@ -150,6 +151,10 @@ class ToyCloud(_Site):
     async def post_prompt(self, request):
         body = await request.json()
         self.posts.append(body)
+        if self.fault == "balancer_503_once" and len(self.posts) == 1:
+            return web.Response(status=503, text="<html><body><h1>503 Service Unavailable</h1>No server is "
+                                                 "available to handle this request.</body></html>",
+                                content_type="text/html")
         self.prompt_id = body["prompt_id"]
         if self.fault == "node_errors_200":
             return web.json_response({"prompt_id": self.prompt_id, "number": 0, "node_errors": {

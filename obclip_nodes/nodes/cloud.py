@@ -80,7 +80,7 @@ class CloudPartialSampler(io.ComfyNode):
                   "bytes_received": result.bytes_received, "sent_digest": result.sent_digest,
                   "remote_prompt_id": result.prompt_id, "server_report": p.handoff.server_report,
                   "server": result.server, "mode": result.mode, "failed_over_from": result.attempts,
-                  "reconnects": result.reconnects,
+                  "reconnects": result.reconnects, "retried_after_lost_worker": result.retried,
                   "timings": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.timings.items()}}
         text = (f"fetched all {report['rows_fetched']} latents ({p.nbytes / 1024:.1f} KiB, "
                 f"{p.handoff.family}) from {result.server} in {result.timings['total_s']:.2f} s")
@@ -93,5 +93,9 @@ class CloudPartialSampler(io.ComfyNode):
                      f"assumed to be {p.handoff.family} (set OBCLIP_STOCK_FAMILY otherwise)")
         if result.attempts:
             text += "\nfailed over from: " + "; ".join(u for u, _ in result.attempts)
+        if result.retried:
+            text += (f"\nretried {len(result.retried)} time(s) after the cloud worker running it was lost "
+                     f"({result.retried[-1][1]}); the result is identical because the request is deterministic "
+                     "(same seed, steps and model), and each retry sent the same public request with fresh ids")
         return io.NodeOutput({"samples": p.latents}, p.handoff,
                              ui={"text": [text], "obclip_report": [report]})

@@ -6,6 +6,7 @@ from .v3 import io
 from .. import config
 from ..privacy import PRESETS, CandidateList, ExpansionError, expand_prompt
 from .types import Candidates, PrivateSelection, Selection
+from .routes import lexicon_in_folder
 
 
 def report_lines(exp) -> list[str]:
@@ -60,7 +61,7 @@ class CandidateExpander(io.ComfyNode):
                                tooltip="'paper' reproduces the ObCLIP paper's value spaces exactly."),
                 io.String.Input("attributes", default="", tooltip="Comma-separated attribute types to "
                                 "protect (empty: all the preset knows)."),
-                io.String.Input("lexicon_path", default="", tooltip="Optional JSON lexicon file that "
+                io.String.Input("lexicon_path", default="", tooltip="Optional JSON lexicon file in OBCLIP_LEXICON_DIR that "
                                 "replaces the preset."),
                 io.Int.Input("max_candidates", default=40, min=1, max=256,
                              tooltip="The most candidates sent (the cloud's work grows with it). A prompt with more "
@@ -84,7 +85,7 @@ class CandidateExpander(io.ComfyNode):
     def execute(cls, prompt, preset, attributes, lexicon_path, max_candidates,
                 refuse_if_nothing_sensitive, allow_unprotected=False) -> io.NodeOutput:
         attrs = [a.strip() for a in attributes.split(",") if a.strip()] or None
-        lexicon = lexicon_path.strip() or preset
+        lexicon = lexicon_in_folder(lexicon_path) if lexicon_path.strip() else preset
         try:
             exp = expand_prompt(prompt, attrs, lexicon, max_candidates=max_candidates,
                                 allow_unprotected=bool(allow_unprotected), **block_settings())

@@ -58,6 +58,25 @@ def browser_check(request, *, any_host: bool) -> None:
     origin = request.headers.get("Origin")
     if origin is not None and urlsplit(origin).netloc.lower() != request.host.lower():
         raise Refused("cross-origin request refused; open the ComfyUI page itself", 403)
+    if not own_host(request.host, any_host=any_host):
+        # DNS rebinding: a foreign name that resolves to this machine sends Host and Origin both foreign
+        raise Refused("this route answers only requests addressed to this server by localhost or an IP address "
+                      "(Host header); open the ComfyUI page at http://127.0.0.1:PORT", 403)
+
+
+def own_host(host: str | None, *, any_host: bool) -> bool:
+    """A Host header naming this server: a loopback name or address; with any_host also any IP address or
+    this machine's own name. A DNS name an attacker controls (DNS rebinding) is none of these."""
+    import ipaddress
+    import socket
+    name = (urlsplit("//" + (host or "")).hostname or "").lower()
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        ip = None
+    if name == "localhost" or name.endswith(".localhost") or (ip is not None and ip.is_loopback):
+        return True
+    return any_host and (ip is not None or name in {socket.gethostname().lower(), socket.getfqdn().lower()})
 
 
 def lexicon_for(preset) -> str | Path:
@@ -73,6 +92,23 @@ def lexicon_for(preset) -> str | Path:
             return path
     extra = " or a lexicon NAME.json in OBCLIP_LEXICON_DIR" if directory else ""
     raise Refused(f"unknown preset {name[:64]!r}; use one of {', '.join(PRESETS)}{extra}", 400)
+
+
+def lexicon_in_folder(lexicon_path: str) -> Path:
+    """The Candidate Expander's lexicon_path: a JSON file inside OBCLIP_LEXICON_DIR, else ValueError. Every
+    refusal (no folder set, outside it, missing, not a file) has the same message, so a workflow cannot
+    learn from it whether a file exists."""
+    directory = config.settings().lexicon_dir
+    try:
+        if directory:
+            root = Path(directory).expanduser().resolve()
+            path = (root / Path(lexicon_path.strip()).expanduser()).resolve()
+            if path.suffix == ".json" and path.is_relative_to(root) and path.is_file():
+                return path
+    except (OSError, ValueError):
+        pass
+    raise ValueError("ObCLIP Candidate Expander: lexicon_path must name a .json lexicon inside the folder set "
+                     "in OBCLIP_LEXICON_DIR (a file name or a path relative to it); leave it empty to use the preset")
 
 
 def parse_expand_body(body) -> dict:

@@ -39,6 +39,12 @@ class ServerSampler(io.ComfyNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, **inputs):
+        # Never cached: a cache hit (and ComfyUI's execution_cached event, and the time saved) would tell a
+        # tenant that another tenant sent exactly this request before.
+        return float("nan")
+
+    @classmethod
     def execute(cls, model, clip, candidates, negative, seed, steps, cloud_steps, cfg, sampler_name,
                 scheduler, width, height, acceleration) -> io.NodeOutput:
         prompts = parse_candidates(candidates)

@@ -285,6 +285,12 @@ BAD_INPUTS = [
     ("another graph", lambda c: {"prompt": {"1": {"class_type": "SaveImage", "inputs": {}}},
                                  "client_id": "x", "prompt_id": "table-other"}, 400,
      "a client may submit only the ObCLIP request graph"),
+    # fields that used to pass the submit check and fail only at run time (issue 23)
+    ("unknown sampler", lambda c: sampler_body(c, sampler_name="bogus"), 400, "is not one of this server's samplers"),
+    ("unknown scheduler", lambda c: sampler_body(c, scheduler="bogus"), 400, "is not one of this server's schedulers"),
+    ("unknown acceleration key", lambda c: sampler_body(c, acceleration='{"warp":true}'), 400,
+     "unknown acceleration settings ['warp']"),
+    ("lone surrogate", lambda c: sampler_body(c, candidates='["a photo \\ud800", "b"]'), 400, "lone surrogate"),
 ]
 
 
@@ -466,3 +472,31 @@ def test_expand_freeze_fails(device):
                 headers={"X-Forwarded-For": "10.0.0.9"})[0] == 403
     assert call(device.url, "POST", "/obclip/expand", body={"prompt": "a woman"},
                 headers={"Origin": device.url, "Sec-Fetch-Site": "same-origin"})[0] == 200
+
+
+# ------------------------------------------------------------------ issue 23: the device's small leaks
+
+def test_a_dns_rebinding_shaped_request_is_refused_by_the_device_routes(device):
+    foreign = {"Host": f"evil.example:{device.port}", "Origin": f"http://evil.example:{device.port}"}
+    status, answer = call(device.url, "POST", "/obclip/expand", body={"prompt": "a woman"}, headers=foreign)
+    assert status == 403 and "Host header" in answer["error"], answer
+    assert call(device.url, "GET", "/obclip/probe?url=http://127.0.0.1:9", headers=foreign)[0] == 403
+    # the page of this server, by a loopback name, still gets its preview
+    own = {"Host": f"localhost:{device.port}", "Origin": f"http://localhost:{device.port}"}
+    assert call(device.url, "POST", "/obclip/expand", body={"prompt": "a woman"}, headers=own)[0] == 200
+
+
+def test_lexicon_path_outside_the_lexicon_folder_is_refused_with_one_message(device):
+    from obclip_nodes.harness.queue import WorkflowError, run_workflow
+    home_secret = Path.home() / ".config" / "obclip" / "secrets.json"
+    messages = {}
+    for path in ("/etc/passwd", "/nonexistent/x.json", str(home_secret), "../../etc/passwd", "missing.json"):
+        graph = {"1": {"class_type": "ObCLIPCandidateExpander", "inputs": {
+                     "prompt": "portrait of a young woman", "preset": "default", "attributes": "",
+                     "lexicon_path": path, "max_candidates": 32, "refuse_if_nothing_sensitive": False}},
+                 "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+        with pytest.raises(WorkflowError) as e:
+            run_workflow(device.url, graph, timeout=120)
+        messages[path] = str(e.value).split(": ", 1)[1]
+    assert len(set(messages.values())) == 1, messages  # an existing file and a missing one: the same answer
+    assert "OBCLIP_LEXICON_DIR" in next(iter(messages.values()))

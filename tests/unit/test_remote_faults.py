@@ -282,3 +282,18 @@ def test_default_limits_apply_on_a_cloud_and_explicit_ones_everywhere():
     own.check(dataclasses.replace(REQ, width=4096, height=4096))  # no default size cap on one's own server
     with pytest.raises(BadRequest, match="at most 40 steps"):
         own.check(dataclasses.replace(REQ, steps=41, cloud_steps=2))
+
+
+def test_a_run_lost_behind_a_balancer_is_retried_with_the_same_public_request_and_fresh_ids():
+    toy = ToyCloud("balancer_503_once", payload=good_payload())
+    r = run_against(toy, total_timeout=20.0)
+    assert r.payload.latents.shape == (2, 4, 8, 8)
+    assert len(r.retried) == 1 and "load balancer" in r.retried[0][1] and "HTTP 503" in r.retried[0][1]
+    assert "is this a ComfyUI server" not in r.retried[0][1]
+    first, second = toy.posts
+    assert first["prompt_id"] != second["prompt_id"] and first["client_id"] != second["client_id"]
+    def public(post):  # the graph without the per-attempt random result key
+        graph = json.loads(json.dumps(post["prompt"]))
+        graph["3"]["inputs"].pop("result_key_sha256")
+        return graph
+    assert public(first) == public(second)
