@@ -5,6 +5,9 @@
 #      the pinned ComfyUI 0.3.75 (or $COMFYUI_DIR) and, when ../shared/hosts/ is beside the checkout, ComfyUI 0.33.0.
 # It always ends with a summary that names the hosts it tested, and says plainly when it tested only one.
 # Arguments pass through to every pytest run; paths among them replace the default test folders.
+#   --quick   the edit-run loop (a few minutes): lint, the unit tests, and ONE end-to-end run of the shipped
+#             workflow on a cloud and a device server per host ($QUICK_E2E). Not what CI runs: run the whole
+#             command before you push.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -23,9 +26,11 @@ else
   note="tested ONE host (0.3.75): $HOSTS_DIR/comfyui-0.33.0.tar.gz is not here, so ComfyUI 0.33.0 was NOT tested"
 fi
 
-paths=() opts=()
+QUICK_E2E=tests/integration/test_e2e_servers.py::test_hybrid_workflow_end_to_end_and_what_the_cloud_saw
+paths=() opts=() quick=0
 for a in "$@"; do
-  if [ -e "${a%%::*}" ]; then paths+=("$a"); else opts+=("$a"); fi
+  if [ "$a" = "--quick" ]; then quick=1
+  elif [ -e "${a%%::*}" ]; then paths+=("$a"); else opts+=("$a"); fi
 done
 
 declare -a names pys trees
@@ -62,9 +67,15 @@ else
     summary+=("$(printf '%-34s %s' "lint (ruff check .)" "FAILED: see above")")
   fi
   phase "unit (no ComfyUI, run once)" "${pys[0]}" "${trees[0]}" tests/unit "${opts[@]}"
-  for i in "${!names[@]}"; do
-    phase "ComfyUI ${names[$i]} (${trees[$i]##*/})" "${pys[$i]}" "${trees[$i]}" tests/integration tests/browser "${opts[@]}"
-  done
+  if [ $quick -eq 1 ]; then
+    for i in "${!names[@]}"; do
+      phase "ComfyUI ${names[$i]} (quick: one e2e)" "${pys[$i]}" "${trees[$i]}" "$QUICK_E2E" "${opts[@]}"
+    done
+  else
+    for i in "${!names[@]}"; do
+      phase "ComfyUI ${names[$i]} (${trees[$i]##*/})" "${pys[$i]}" "${trees[$i]}" tests/integration tests/browser "${opts[@]}"
+    done
+  fi
 fi
 
 echo
@@ -72,4 +83,5 @@ echo "=== ObCLIP test summary ($((SECONDS / 60)) min $((SECONDS % 60)) s) ==="
 for s in "${summary[@]}"; do echo "$s"; done
 echo "hosts tested: ${names[*]}"
 [ -z "$note" ] || echo "NOTE: $note"
+[ $quick -eq 0 ] || echo "NOTE: --quick ran the unit tests and one end-to-end run per host, not the whole suite (CI runs ./run.sh test)"
 exit $failed
