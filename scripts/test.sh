@@ -41,19 +41,48 @@ for h in "${hosts[@]}"; do
 done
 
 summary=() failed=0
-phase() {  # label python tree pytest-args...
-  local label=$1 py=$2 tree=$3; shift 3
-  local log="$LOGS/$(echo "$label" | tr -c 'A-Za-z0-9.\n' '-').log" t0=$SECONDS rc
-  echo "=== $label ===" >&2
-  # the slowest tests in the log and every test's time in a JUnit file beside it: the 35-minute budget is watched
-  COMFYUI_DIR=$tree "$py" -m pytest --durations=15 --junitxml="${log%.log}.xml" "$@" 2>&1 | tee "$log"
-  rc=${PIPESTATUS[0]}
-  local result
+log_of() { echo "$LOGS/$(echo "$1" | tr -c 'A-Za-z0-9.\n' '-').log"; }
+run_pytest() {  # label python tree pytest-args... ; the slowest tests in the log and every test's time in a
+  local label=$1 py=$2 tree=$3; shift 3  # JUnit file beside it: the time budget is watched
+  local log; log=$(log_of "$label")
+  COMFYUI_DIR=$tree "$py" -m pytest --durations=15 --junitxml="${log%.log}.xml" "$@"
+}
+record() {  # label rc seconds
+  local label=$1 rc=$2 secs=$3 log result
+  log=$(log_of "$label")
   result=$(grep -E '^=+ .*(passed|failed|error|no tests ran|skipped|deselected).* in [0-9.]+s' "$log" | tail -n 1 \
            | sed -E 's/^=+ //; s/ =+$//')
   if [ "$rc" -eq 5 ]; then rc=0; result="no tests selected"; fi
   [ "$rc" -eq 0 ] || failed=1
-  summary+=("$(printf '%-34s %s  [%ss wall, exit %s]' "$label" "${result:-no result line (exit $rc)}" $((SECONDS - t0)) "$rc")")
+  summary+=("$(printf '%-34s %s  [%ss wall, exit %s]' "$label" "${result:-no result line (exit $rc)}" "$secs" "$rc")")
+}
+phase() {  # label python tree pytest-args...: in the foreground, its output on the terminal and in its log
+  local label=$1 t0=$SECONDS rc
+  echo "=== $label ===" >&2
+  run_pytest "$@" 2>&1 | tee "$(log_of "$label")"
+  rc=${PIPESTATUS[0]}
+  record "$label" "$rc" $((SECONDS - t0))
+}
+# The unit tests (plain Python, one core) run beside the first host's tests, which spend much of their time
+# waiting on server start-ups and I/O; their output is shown when they end.
+bg_label="" bg_pid=""
+phase_in_background() {  # label python tree pytest-args...
+  bg_label=$1
+  local log t0=$SECONDS; log=$(log_of "$bg_label")
+  echo "=== $bg_label (in the background; output below when it ends) ===" >&2
+  ( run_pytest "$@" >"$log" 2>&1; echo "$? $((SECONDS - t0))" >"$log.rc" ) &
+  bg_pid=$!
+}
+finish_background() {
+  [ -n "$bg_pid" ] || return 0
+  wait "$bg_pid"
+  local log; log=$(log_of "$bg_label")
+  echo "=== $bg_label ===" >&2
+  cat "$log"
+  read -r rc secs <"$log.rc"
+  record "$bg_label" "$rc" "$secs"
+  rm -f "$log.rc"
+  bg_pid=""
 }
 
 if [ ${#paths[@]} -gt 0 ]; then
@@ -66,16 +95,19 @@ else
     cat "$LOGS/lint.log"; failed=1
     summary+=("$(printf '%-34s %s' "lint (ruff check .)" "FAILED: see above")")
   fi
-  phase "unit (no ComfyUI, run once)" "${pys[0]}" "${trees[0]}" tests/unit "${opts[@]}"
+  phase_in_background "unit (no ComfyUI, run once)" "${pys[0]}" "${trees[0]}" tests/unit "${opts[@]}"
   if [ $quick -eq 1 ]; then
     for i in "${!names[@]}"; do
       phase "ComfyUI ${names[$i]} (quick: one e2e)" "${pys[$i]}" "${trees[$i]}" "$QUICK_E2E" "${opts[@]}"
+      [ "$i" -gt 0 ] || finish_background
     done
   else
     for i in "${!names[@]}"; do
       phase "ComfyUI ${names[$i]} (${trees[$i]##*/})" "${pys[$i]}" "${trees[$i]}" tests/integration tests/browser "${opts[@]}"
+      [ "$i" -gt 0 ] || finish_background  # before the second host: its tests are not slowed by them
     done
   fi
+  finish_background
 fi
 
 echo

@@ -50,11 +50,11 @@ def test_weights_are_random_and_norms_are_never_zero(sd15_pair):
                                                                              for k in keys)
 
 
-def test_pair_is_loaded_as_one_latent_space(comfy_root, sd15_pair):
+def test_pair_is_loaded_as_one_latent_space(sd15_pair, sd15_models):
+    """As ComfyUI's checkpoint loader loads the pair (sd15_models: load_checkpoint_guess_config on each file)."""
     import torch
-    import comfy.sd
     from obclip_nodes.sampling import model_signature
-    cm, dm = (comfy.sd.load_checkpoint_guess_config(str(p), output_vae=False, output_clip=False)[0] for p in sd15_pair)
+    (cm, _, _), (dm, _, _) = sd15_models
     # stored in float16, run in float32 exactly like a float32 file: ComfyUI picks the dtype on a CPU, not the file
     with safe_open(str(sd15_pair[0]), "pt") as f:
         assert f.get_slice("model.diffusion_model.input_blocks.0.0.weight").get_dtype() == "F16"
