@@ -11,40 +11,45 @@ import gc
 
 import pytest
 
-# fixtures whose value is shared across modules and freed after its last user: name -> loader(request)
+# fixtures whose value is shared across modules and freed after the last module that uses it
 _SHARED: dict[str, object] = {}
-_LAST_USER: dict[str, object] = {}  # fixture name -> the last collected test that uses it
+_NEEDED_FROM: dict[str, frozenset] = {}  # test id -> the shared fixtures its module or any later module uses
 SHARED_ACROSS_MODULES = ("sd15_models", "sdxl_models")
+
+
+def _module_of(item) -> str:
+    return item.nodeid.split("::")[0]
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
-    """Modules that use the same shared in-process models run one after another (stable otherwise), and the
-    last test that uses each is recorded so the models can be freed after it."""
+    """Modules that use the same shared in-process models run one after another (stable otherwise), and each
+    test records which shared models its module or a later one still needs, so the rest can be freed at each
+    module's end. Module granularity: a test may also ask for the models by name (request.getfixturevalue)."""
+    uses: dict[str, set] = {}
+    for item in items:
+        uses.setdefault(_module_of(item), set()).update(
+            n for n in SHARED_ACROSS_MODULES if n in getattr(item, "fixturenames", ()))
     first_module_of: dict[str, int] = {}
-    order: dict[object, int] = {}
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        if module in order:
-            continue
-        uses = [n for n in SHARED_ACROSS_MODULES if n in getattr(item, "fixturenames", ())]
-        key = len(order)
-        if uses:
-            key = first_module_of.setdefault(uses[0], key)
-        order[module] = key
-    ranked = {m: (k, i) for i, (m, k) in enumerate(order.items())}
-    items.sort(key=lambda it: ranked[it.nodeid.split("::")[0]])
-    _LAST_USER.clear()
-    for item in items:
-        for name in SHARED_ACROSS_MODULES:
-            if name in getattr(item, "fixturenames", ()):
-                _LAST_USER[name] = item
+    rank: dict[str, tuple] = {}
+    for i, (module, names) in enumerate(uses.items()):
+        key = first_module_of.setdefault(sorted(names)[0], i) if names else i
+        rank[module] = (key, i)
+    items.sort(key=lambda it: rank[_module_of(it)])
+    _NEEDED_FROM.clear()
+    needed: frozenset = frozenset()
+    for item in reversed(items):
+        needed = needed | uses[_module_of(item)]
+        _NEEDED_FROM[item.nodeid] = needed
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item, nextitem):
     yield  # the module's own fixtures are torn down first
-    freed = [n for n, last in _LAST_USER.items() if last is item and n in _SHARED]
+    if nextitem is not None and _module_of(nextitem) == _module_of(item):
+        return
+    still = _NEEDED_FROM.get(nextitem.nodeid, frozenset()) if nextitem is not None else frozenset()
+    freed = [n for n in list(_SHARED) if n not in still]
     for name in freed:
         del _SHARED[name]
     if freed:
