@@ -167,7 +167,11 @@ def _save_config(model, out: Path) -> None:
 
 
 def _filled(meta_sd: dict) -> dict:
-    return {k: fill(k, v.shape, v.dtype) for k, v in meta_sd.items()}
+    """Every tensor of a state dict, filled; two threads (numpy's generators release the GIL while filling)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        tensors = pool.map(lambda kv: fill(kv[0], kv[1].shape, kv[1].dtype), meta_sd.items())
+        return dict(zip(meta_sd, tensors))
 
 
 def _write_weights(meta_sd: dict, path: Path) -> None:
