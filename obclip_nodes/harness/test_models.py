@@ -323,9 +323,12 @@ def state_dict(name: str, share: dict | None = None) -> dict:
         meta_sd = _published_keys(kind, model.state_dict())
         sig = _signature(kind, meta_sd)
         part = cache_dir() / "parts" / f"{kind}-{sig}.safetensors"
-        if sig not in share:
-            share[sig] = load_file(str(part)) if part.exists() else _filled(meta_sd)
-        sds[folder] = share[sig]
+        if sig in share:
+            sds[folder] = share[sig]
+            continue
+        sds[folder] = load_file(str(part)) if part.exists() else _filled(meta_sd)
+        if kind != "unet":  # text encoders and VAEs are what models share; a UNet is freed with its model
+            share[sig] = sds[folder]
     return _single_file_layout(name, sds)
 
 
