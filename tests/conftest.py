@@ -1,8 +1,65 @@
 """Shared fixtures. Plain-logic tests need nothing; `comfy` tests import ComfyUI in-process on the
-CPU; `servers` tests start real ComfyUI servers on loopback."""
+CPU; `servers` tests start real ComfyUI servers on loopback.
+
+Models loaded in-process (sd15_models, sdxl_models) are loaded once per session and shared by every module
+that asks for them; the modules that use the same models run next to each other (pytest_collection_modifyitems
+below), and the models are freed right after their last user finished (pytest_runtest_teardown), so two
+model sets never sit in memory together and the servers other modules start do not share memory with them."""
 from __future__ import annotations
 
+import gc
+
 import pytest
+
+# fixtures whose value is shared across modules and freed after the last module that uses it
+_SHARED: dict[str, object] = {}
+_NEEDED_FROM: dict[str, frozenset] = {}  # test id -> the shared fixtures its module or any later module uses
+SHARED_ACROSS_MODULES = ("sd15_models", "sdxl_models")
+
+
+def _module_of(item) -> str:
+    return item.nodeid.split("::")[0]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    """Modules that use the same shared in-process models run one after another (stable otherwise), and each
+    test records which shared models its module or a later one still needs, so the rest can be freed at each
+    module's end. Module granularity: a test may also ask for the models by name (request.getfixturevalue)."""
+    uses: dict[str, set] = {}
+    for item in items:
+        uses.setdefault(_module_of(item), set()).update(
+            n for n in SHARED_ACROSS_MODULES if n in getattr(item, "fixturenames", ()))
+    first_module_of: dict[str, int] = {}
+    rank: dict[str, tuple] = {}
+    for i, (module, names) in enumerate(uses.items()):
+        key = first_module_of.setdefault(sorted(names)[0], i) if names else i
+        rank[module] = (key, i)
+    items.sort(key=lambda it: rank[_module_of(it)])
+    _NEEDED_FROM.clear()
+    needed: frozenset = frozenset()
+    for item in reversed(items):
+        needed = needed | uses[_module_of(item)]
+        _NEEDED_FROM[item.nodeid] = needed
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield  # the module's own fixtures are torn down first
+    if nextitem is not None and _module_of(nextitem) == _module_of(item):
+        return
+    still = _NEEDED_FROM.get(nextitem.nodeid, frozenset()) if nextitem is not None else frozenset()
+    freed = [n for n in list(_SHARED) if n not in still]
+    for name in freed:
+        del _SHARED[name]
+    if freed:
+        gc.collect()
+
+
+def _shared(name: str, load):
+    if name not in _SHARED:
+        _SHARED[name] = load()
+    return _SHARED[name]
 
 
 def pytest_configure(config):
@@ -32,7 +89,8 @@ def sd15_pair():
 
 @pytest.fixture(scope="session")
 def sdxl_pair():
-    """(cloud, device) single files of the SDXL family: Segmind Vega and KOALA-700M (harness/pairs.py says why)."""
+    """(cloud, device) single files of the SDXL family: Segmind Vega and KOALA-700M (harness/pairs.py says why).
+    Built on first use (about 6.7 GB): the suite's own SDXL tests load these models in memory (sdxl_models)."""
     from obclip_nodes.harness.pairs import SDXL_PAIR, ensure
     return ensure(SDXL_PAIR)
 
@@ -42,25 +100,38 @@ def _load(paths):
     return tuple(comfy.sd.load_checkpoint_guess_config(str(p))[:3] for p in paths)
 
 
+def _load_in_memory(names):
+    """The SDXL family's test models, built in memory (never written: they would double the test models' disk)
+    and loaded by ComfyUI's load_state_dict_guess_config, which is what load_checkpoint_guess_config runs on a
+    file's tensors. Components the models have in common are generated once."""
+    import comfy.sd
+    from obclip_nodes.harness import test_models
+    share: dict = {}
+    out = []
+    for name in names:
+        sd = test_models.state_dict(name, share)
+        out.append(comfy.sd.load_state_dict_guess_config(sd)[:3])
+        del sd
+        gc.collect()
+    share.clear()
+    gc.collect()
+    return tuple(out)
+
+
 @pytest.fixture(scope="module")
 def sd15_models(comfy_root, sd15_pair):
-    """(cloud, device) as loaded by ComfyUI's own checkpoint loader: (model, clip, vae) each. Per module: the pair
-    holds about 7 GB in float32, and the modules that start servers load their own copies there."""
-    import gc
-    models = _load(sd15_pair)
-    yield models
-    del models
-    gc.collect()
+    """(cloud, device) as loaded by ComfyUI's own checkpoint loader: (model, clip, vae) each. Loaded once for
+    every module that uses it (they run next to each other) and freed after the last one: the pair holds about
+    7 GB in float32, and the modules that start servers load their own copies there."""
+    return _shared("sd15_models", lambda: _load(sd15_pair))
 
 
 @pytest.fixture(scope="module")
-def sdxl_models(comfy_root, sdxl_pair):
-    """Like sd15_models for the SDXL family (about 10 GB): only tests/integration/test_sdxl_family.py uses it."""
-    import gc
-    models = _load(sdxl_pair)
-    yield models
-    del models
-    gc.collect()
+def sdxl_models(comfy_root):
+    """Like sd15_models for the SDXL family, Segmind Vega and KOALA-700M (about 13 GB in float32), built in
+    memory (_load_in_memory): only tests/integration/test_sdxl_family.py uses it."""
+    from obclip_nodes.harness.pairs import SDXL_PAIR
+    return _shared("sdxl_models", lambda: _load_in_memory(SDXL_PAIR))
 
 
 def shipped_checkpoint_names() -> set[str]:
@@ -105,10 +176,18 @@ def workflow_diffusers():
 
 
 @pytest.fixture(scope="session")
-def workflow_checkpoints(sd15_pair, sdxl_pair):
-    """{name a shipped workflow uses: a test model of that architecture (the SDXL-family cloud for an SDXL)}."""
-    families = {"sd15": sd15_pair[0], "bk-sdm-small": sd15_pair[1], "sdxl-cloud": sdxl_pair[0],
-                "koala-700m": sdxl_pair[1]}
+def workflow_checkpoints(sd15_pair):
+    """{name a shipped workflow uses: a test model of that architecture (the SDXL-family cloud for an SDXL)}.
+
+    The SD1.x names are the real test models. The SDXL-family names are listing stand-ins
+    (test_models.listing_stand_in: the architecture's keys and shapes, zero weights, a sparse file): the one
+    user of this fixture, the browser tests, lists them in the frontend and never queues an SDXL workflow. A
+    test that runs an SDXL workflow on a server uses sdxl_pair."""
+    from obclip_nodes.harness import test_models
+    from obclip_nodes.harness.pairs import SDXL_PAIR
+    families = {"sd15": sd15_pair[0], "bk-sdm-small": sd15_pair[1],
+                "sdxl-cloud": test_models.listing_stand_in(SDXL_PAIR[0]),
+                "koala-700m": test_models.listing_stand_in(SDXL_PAIR[1])}
     unknown = shipped_checkpoint_names() - set(WORKFLOW_MODEL_FAMILY) - SHIPPED_WITH_THE_PACK
     assert not unknown, f"add the family of {sorted(unknown)} to tests/conftest.py WORKFLOW_MODEL_FAMILY"
     return {name: families[fam] for name, fam in WORKFLOW_MODEL_FAMILY.items()}

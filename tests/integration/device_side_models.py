@@ -9,7 +9,8 @@
   (the SD1.5 pair's cloud file). A ControlNet adds its 12 + 1 residuals to exactly SD1.5's skip
   connections; BK-SDM-Small has fewer, and ComfyUI only logs "control could not be applied" for it.
 
-Every tensor is drawn from its own generator seeded by crc32(name); norm weights are 1 (never 0) and the
+Every tensor is drawn from its own generator seeded by crc32(name) (stored in float16, like the other
+test models); norm weights are 1 (never 0) and the
 ControlNet's zero convolutions get random weights too, or the ControlNet would add exactly nothing.
 
 Usage: python tests/integration/device_side_models.py OUT_DIR
@@ -23,7 +24,7 @@ import zlib
 from pathlib import Path
 
 SEED = 16_2026
-VERSION = 1  # bump when anything below changes the bytes
+VERSION = 2  # bump when anything below changes the bytes (2: numpy uniform fill, stored with the test models)
 REPO = Path(__file__).resolve().parents[2]
 CONTROLNET_FILE = "obclip-test-sd15-controlnet.safetensors"
 
@@ -54,19 +55,24 @@ CONTROLNET_CONFIG = {  # lllyasviel/sd-controlnet-canny config.json (architectur
 
 def cache_dir() -> Path:
     import torch
-    return REPO / ".cache" / "device-side-models" / f"v{VERSION}-torch{torch.__version__.split('+')[0]}"
+    # beside the other test models, so `du -sh .cache/test-models` is all of them
+    return REPO / ".cache" / "test-models" / f"device-side-v{VERSION}-torch{torch.__version__.split('+')[0]}"
 
 
 def seeded(name: str, t):
-    """Norms 1, biases 0, other tensors N(0, 1/fan_in) from a generator of their own."""
+    """Norms 1, biases 0, other tensors uniform with standard deviation 1/sqrt(fan_in), from a generator of
+    their own (numpy SFC64: several times faster than torch.randn on the test machines)."""
+    import numpy as np
     import torch
     short = name.rsplit(".", 1)[-1]
     if short == "bias":
         return torch.zeros(t.shape, dtype=torch.float16)
     if t.ndim == 1:
         return torch.ones(t.shape, dtype=torch.float16)
-    g = torch.Generator().manual_seed((zlib.crc32(name.encode()) ^ SEED) & 0xFFFFFFFF)
-    return torch.randn(t.shape, generator=g, dtype=torch.float32).mul_(1.0 / math.sqrt(t[0].numel())).half()
+    g = np.random.Generator(np.random.SFC64((zlib.crc32(name.encode()) ^ SEED) & 0xFFFFFFFF))
+    a = math.sqrt(3.0 / t[0].numel())  # U(-a, a) has standard deviation a / sqrt(3)
+    u = torch.from_numpy(g.random(t.numel(), dtype=np.float32))
+    return u.mul_(2 * a).sub_(a).to(torch.float16).reshape(t.shape)
 
 
 def build_controlnet(path: Path) -> None:
