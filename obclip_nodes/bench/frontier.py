@@ -431,7 +431,9 @@ def plot(result: dict, path: Path) -> None:
         preset = p["name"].startswith("preset:")
         a.scatter([x], [y], s=70 if preset else 30, marker="*" if preset else "o",
                   c="tab:red" if preset else ("tab:blue" if p["pareto"] else "tab:gray"), zorder=3)
-        a.annotate(p["name"].replace("preset:", ""), (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        if preset or p["pareto"]:
+            a.annotate(p["name"].replace("preset:", ""), (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points",
+                       weight="bold" if preset else "normal")
         if preset and p["wall_ratio"] is not None and not timed:
             a.scatter([p["wall_ratio"]], [y], marker="x", c="tab:red", zorder=3)
     fr = sorted((p for p in pts if p["pareto"]), key=lambda p: p[xkey])
@@ -440,11 +442,12 @@ def plot(result: dict, path: Path) -> None:
     a.axvline(0.50, ls=":", c="tab:orange", label="0.50x")
     a.axvline(0.35, ls=":", c="tab:purple", label="0.35x")
     shape = result["ran"]["flops_shape"]
-    a.set_xlabel(("server wall time" if timed else f"counted server FLOPs (SD1.5, latent {shape['latent'][1]}^2, "
-                  f"N={shape['n']}, k={shape['k']}); x = measured wall time of a preset")
-                 + " / unaccelerated ObCLIP")
-    a.set_ylabel(f"mini-world FD / unaccelerated ({base_fd:.4f}), {result['ran']['captions']} captions")
-    a.set_title("Cache Accelerator: speed vs quality (stars: presets)")
+    a.set_xlabel(("server wall time" if timed else f"counted server FLOPs (SD1.5 {8 * shape['latent'][1]}^2, "
+                  f"N={shape['n']}, k={shape['k']})") + " / unaccelerated ObCLIP"
+                 + ("" if timed else "\n(red x: a preset's measured wall-time ratio, same FD)"))
+    a.set_yscale("log")
+    a.set_ylabel(f"mini-world FD / unaccelerated ({base_fd:.4f}); {result['ran']['captions']} captions")
+    a.set_title("Cache Accelerator: speed vs quality (stars: presets; blue: Pareto front)")
     a.legend(fontsize=8)
     a.grid(alpha=0.3)
     nc = result["n_cost"]
