@@ -381,9 +381,12 @@ def _n_cost(ns, ks, wall_size, timed=frozenset()) -> list[dict]:
 
 # ---- summary ---------------------------------------------------------------------------------------------
 def _pareto(points) -> list[str]:
-    """Names not dominated in (speed, FD): speed is the wall ratio where timed, else counted FLOPs."""
+    """Names not dominated in (speed, FD): speed is the wall ratio when every point was timed, else counted
+    FLOPs (never a mix of the two)."""
+    key = "wall_ratio" if all(p["wall_ratio"] is not None for p in points) else "flops_ratio"
+
     def speed(p):
-        return p["wall_ratio"] if p["wall_ratio"] is not None else p["flops_ratio"]
+        return p[key]
     front = []
     for p in points:
         if not any((speed(q) <= speed(p) and q["fd"] <= p["fd"]) and (speed(q) < speed(p) or q["fd"] < p["fd"])
@@ -423,7 +426,9 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     pts = result["points"]
     base_fd = result["unaccelerated"]["fd"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(14, 6))
+    nc = result["n_cost"]
+    fig, axes = plt.subplots(1, 2 if nc else 1, figsize=(14 if nc else 8, 6), squeeze=False)
+    a, b = axes[0][0], (axes[0][1] if nc else None)
     timed = all(p["wall_ratio"] is not None for p in pts)
     xkey = "wall_ratio" if timed else "flops_ratio"
     for p in pts:
@@ -450,7 +455,11 @@ def plot(result: dict, path: Path) -> None:
     a.set_title("Cache Accelerator: speed vs quality (stars: presets; blue: Pareto front)")
     a.legend(fontsize=8)
     a.grid(alpha=0.3)
-    nc = result["n_cost"]
+    if b is None:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
     for k, ls in zip(sorted({e["k"] for e in nc}), ("--", "-", "-.")):
         for name, c in zip(["unaccelerated", "exact", "balanced", "fastest"],
                            ("black", "tab:gray", "tab:blue", "tab:red")):
