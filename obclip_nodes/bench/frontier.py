@@ -101,6 +101,9 @@ def _run(argv: list[str]) -> dict:
     ap.add_argument("--ncost-wall-ns", default="30", help="N timed for the wall column (FLOPs: every N)")
     ap.add_argument("--ncost-wall-ks", default="10")
     ap.add_argument("--no-ncost-wall", action="store_true")
+    ap.add_argument("--quality-from", default="",
+                    help="reuse the quality column of an earlier frontier JSON for the grid points it measured "
+                         "(same resolved settings; the mini-world path is deterministic); others are dropped")
     ap.add_argument("--out", default="", help="write OUT.json and OUT.png (e.g. docs/acceleration-frontier)")
     args = ap.parse_args(argv)
     import comfy.utils
@@ -116,7 +119,11 @@ def _run(argv: list[str]) -> dict:
         if s is not None:
             AccelerationSettings.from_dict(s)  # a bad grid point fails before an hour of work
 
-    quality = _quality(configs, args.captions)
+    if args.quality_from:
+        quality = _quality_from(Path(args.quality_from), configs)
+        configs = [(n, s) for n, s in configs if n in quality]
+    else:
+        quality = _quality(configs, args.captions)
     seconds["quality"] = round(time.time() - t0, 1)
 
     latent = (4, args.wall_size // 8, args.wall_size // 8)
@@ -164,6 +171,7 @@ def _run(argv: list[str]) -> dict:
     result = {
         "schedule": {"T": T, "k": K, "cfg": CFG, "sampler": "euler/normal", "n_candidates": N},
         "ran": {"captions": quality["_captions"], "grid": args.grid, "grid_points": len(configs),
+                "quality_from": args.quality_from or None,
                 "wall": None if args.no_wall else {"arch": "SD1.5 UNet (published architecture, seeded random "
                                                    "weights, float32, CPU)", "size": args.wall_size,
                                                    "n": args.wall_n, "timed": args.wall_grid,
@@ -242,6 +250,27 @@ def _quality(configs, n_captions: int) -> dict:
         imgs = vae.decode(fin).float().clamp(0, 1).numpy()
         out[name] = {**score(imgs, evals), "skipped": round(sum(skipped) / len(skipped), 4) if skipped else 0.0,
                      "drift_max": round(drift, 5)}
+    return out
+
+
+def _key(s: dict | None):
+    from ..acceleration.settings import AccelerationSettings
+    return None if not s else tuple(sorted(AccelerationSettings.from_dict(s).to_dict().items()))
+
+
+def _quality_from(path: Path, configs) -> dict:
+    """The quality column of an earlier run, matched by resolved settings (a grid point's name may differ)."""
+    import json
+    old = json.loads(path.read_text())
+    by = {_key(p["settings"] or None): p for p in old["points"]}
+    out: dict = {"_captions": old["ran"]["captions"]}
+    for name, s in configs:
+        p = by.get(_key(s))
+        if p is not None:
+            out[name] = {k: p[k] for k in ("fd", "attr_acc", "protected_acc", "all_correct")}
+            out[name].update(skipped=p["server_flops_skipped_miniworld"], drift_max=p["real_row_handoff_rel_drift_max"])
+    if "obclip" not in out:
+        raise ValueError(f"{path} has no unaccelerated point")
     return out
 
 
