@@ -184,3 +184,20 @@ def test_presets_treat_every_non_pivot_candidate_alike(sd15, preset):
     b = run([prompts[i] for i in perm])
     scale = a.abs().max().item()
     assert torch.allclose(b, a[perm], rtol=0, atol=1e-5 * scale), (b - a[perm]).abs().max()
+
+
+def test_node_preset_replaces_its_inputs_and_custom_keeps_them(comfy_root):
+    from obclip_nodes.acceleration import AccelerationSettings
+    from obclip_nodes.nodes.accelerator import CacheAccelerator
+    inputs = dict(uncond_dedup=True, batch_reuse=False, attention_cache=False, block_skip=False, cache_point=3,
+                  skip_point=3, refresh_every=5)
+    custom = CacheAccelerator.execute(**inputs)
+    assert custom.args[0] == AccelerationSettings(uncond_dedup=True)
+    assert custom.ui["text"][0].endswith("exact (outputs unchanged)")
+    for name in ("exact", "balanced", "fastest"):
+        out = CacheAccelerator.execute(**inputs, preset=name)
+        assert out.args[0] == AccelerationSettings.preset(name)
+        assert out.ui["text"][0].startswith(f"preset {name} (the settings above are ignored")
+    # the new inputs come last and are optional, so saved workflows keep their widget values
+    ids = [i.id for i in CacheAccelerator.define_schema().inputs]
+    assert ids[-2:] == ["skip_refresh_every", "preset"]
