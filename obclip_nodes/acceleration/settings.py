@@ -13,6 +13,22 @@ IMPLEMENTED: frozenset[str] = frozenset(STRATEGIES)
 EXACT = frozenset({"uncond_dedup"})  # the only strategy that changes no number (up to float batching)
 SKIP_MODES = ("up_path", "deepcache")
 
+# The Cache Accelerator's presets: points on the frontier that `python -m obclip_nodes.bench frontier`
+# measures (docs/acceleration.md has their measured speed and quality). "custom" uses the node's own inputs.
+PRESETS: dict[str, dict] = {
+    # changes no number: bit-identical outputs
+    "exact": {"uncond_dedup": True},
+    # dedup + shared uncond + batch reuse, then DeepCache-style: from step 3 every other step reuses the deep
+    # features (only input block 0 and the last up block run), recomputed on the steps between
+    "balanced": {"uncond_dedup": True, "uncond_share": True, "batch_reuse": True, "block_skip": True,
+                 "skip_mode": "deepcache", "skip_branch": 0, "cache_point": 4, "skip_point": 3,
+                 "skip_refresh_every": 2},
+    # the same without the refresh: every step from 3 on reuses the deep features
+    "fastest": {"uncond_dedup": True, "uncond_share": True, "batch_reuse": True, "block_skip": True,
+                "skip_mode": "deepcache", "skip_branch": 0, "cache_point": 4, "skip_point": 3},
+}
+PRESET_NAMES = (*PRESETS, "custom")
+
 
 @dataclass(frozen=True)
 class AccelerationSettings:
@@ -27,9 +43,12 @@ class AccelerationSettings:
     pivot_index: int = 0            # public, fixed: never depends on the real candidate's index
     skip_mode: str = "up_path"      # up_path: paper (down + mid cached, all up blocks run); deepcache
     skip_branch: int = 0            # input blocks 0..b always run (and, deepcache, the last b+1 up blocks)
+    skip_refresh_every: int = 0     # DeepCache's cache interval: after s, deep features recomputed every M steps
+                                    # (0: never, the paper's form)
 
     def validate(self) -> "AccelerationSettings":
-        for name in ("cache_point", "skip_point", "refresh_every", "pivot_index", "skip_branch"):
+        for name in ("cache_point", "skip_point", "refresh_every", "pivot_index", "skip_branch",
+                     "skip_refresh_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"acceleration {name}={v!r} must be a non-negative integer")
@@ -53,6 +72,12 @@ class AccelerationSettings:
     @classmethod
     def all_on(cls, **overrides) -> "AccelerationSettings":
         return cls(**{**{s: True for s in STRATEGIES}, **overrides}).validate()
+
+    @classmethod
+    def preset(cls, name: str) -> "AccelerationSettings":
+        if name not in PRESETS:
+            raise ValueError(f"unknown acceleration preset {name!r}; known: {list(PRESETS)} (or custom)")
+        return cls.from_dict(PRESETS[name])
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> "AccelerationSettings":

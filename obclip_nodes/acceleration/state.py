@@ -59,7 +59,12 @@ class RunState:
         return self.s.attention_cache and self.step >= self.s.cache_point - 1
 
     def block_skip_active(self) -> bool:
-        return self.s.block_skip and self.step >= self.s.skip_point
+        """True on steps that read the deep-feature cache. With skip_refresh_every = M > 0 (DeepCache's
+        interval), steps s-1, s-1+M, s-1+2M, ... recompute and store; the M-1 steps after each reuse."""
+        if not self.s.block_skip or self.step < self.s.skip_point:
+            return False
+        m = self.s.skip_refresh_every
+        return not (m and (self.step - self.s.skip_point + 1) % m == 0)
 
     def block_store(self) -> bool:
         return self.s.block_skip and self.step >= self.s.skip_point - 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .v3 import io
 
 from ..acceleration import AccelerationSettings
-from ..acceleration.settings import EXACT, SKIP_MODES
+from ..acceleration.settings import EXACT, PRESET_NAMES, PRESETS, SKIP_MODES
 from .types import Acceleration
 
 
@@ -46,14 +46,23 @@ class CacheAccelerator(io.ComfyNode):
                                        "deepcache: only the outer blocks run."),
                 io.Int.Input("skip_branch", default=0, min=0, max=20, optional=True,
                              tooltip="Input blocks 0..b always run (deepcache: and the last b+1 up blocks)."),
+                io.Int.Input("skip_refresh_every", default=0, min=0, max=1000, optional=True,
+                             tooltip="DeepCache's interval: after the skip point the deep features are recomputed "
+                                     "every M steps (0: never, the paper's form)."),
+                io.Combo.Input("preset", options=list(PRESET_NAMES), default="custom", optional=True,
+                               tooltip="exact: changes no output. balanced and fastest: points on the measured "
+                                       "speed/quality frontier (docs/acceleration.md). A preset replaces every "
+                                       "setting above; custom uses them."),
             ],
             outputs=[Acceleration.Output("acceleration", display_name="acceleration")],
         )
 
     @classmethod
-    def execute(cls, **settings) -> io.NodeOutput:
-        accel = AccelerationSettings.from_dict(settings)
+    def execute(cls, preset: str = "custom", **settings) -> io.NodeOutput:
+        accel = AccelerationSettings.from_dict(settings) if preset == "custom" else AccelerationSettings.preset(preset)
         approx = [s for s in accel.applied if s not in EXACT]
         text = (f"applied on the cloud: {', '.join(accel.applied) or 'none'}"
                 + (f"; approximate: {', '.join(approx)}" if approx else "; exact (outputs unchanged)"))
+        if preset in PRESETS:
+            text = f"preset {preset} (the settings above are ignored; choose custom to use them): " + text
         return io.NodeOutput(accel, ui={"text": [text]})

@@ -130,3 +130,74 @@ def test_runtime_accounting_equals_counted_flops_and_separate_cond_calls(comfy_r
             assert r["accounted_full_flops"] == pytest.approx(plain["total_flops"], rel=1e-9)
             assert r["accounted_run_flops"] == pytest.approx(r["total_flops"], rel=1e-9)
             assert r["total_flops"] < 0.6 * plain["total_flops"]
+
+
+def test_exact_preset_matches_unaccelerated_and_presets_engage(sd15):
+    from obclip_nodes.acceleration import AccelerationSettings, accelerate
+    cm, cc, ref = sd15
+    scale = ref.abs().max().item()
+    m, report = accelerate(cm, AccelerationSettings.preset("exact"), n_candidates=3)
+    assert torch.allclose(sample(m, cc), ref, rtol=0, atol=1e-5 * scale)
+    skipped = {}
+    for name in ("balanced", "fastest"):
+        s = AccelerationSettings.preset(name)
+        m, report = accelerate(cm, s, n_candidates=3)
+        out = sample(m, cc, steps=10, cloud_steps=6)
+        assert torch.isfinite(out).all()
+        r = report["last_run"]
+        assert set(k for k, v in r["saved_by_strategy_fraction"].items() if v > 0) <= set(s.applied)
+        assert r["events"]["block_skip_calls"] > 0, (name, r)  # the block skip of the preset really ran
+        skipped[name] = r["fraction_skipped"]
+    assert skipped["fastest"] > skipped["balanced"] > 0.3
+
+
+def test_deepcache_refresh_recomputes_on_schedule(sd15):
+    cm, cc, _ = sd15
+    common = dict(block_skip=True, skip_mode="deepcache", skip_point=2)
+    m0, r0 = accel(cm, **common)
+    m2, r2 = accel(cm, **common, skip_refresh_every=2)
+    a, b = sample(m0, cc, steps=10, cloud_steps=6), sample(m2, cc, steps=10, cloud_steps=6)
+    # steps 2..5 reuse without refresh; with M = 2, steps 1, 3, 5 recompute and 2, 4 reuse
+    assert r0["last_run"]["events"]["block_skip_calls"] == 4
+    assert r2["last_run"]["events"]["block_skip_calls"] == 2
+    assert r2["last_run"]["fraction_skipped"] < r0["last_run"]["fraction_skipped"]
+    assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("preset", ["exact", "balanced", "fastest"])
+def test_presets_treat_every_non_pivot_candidate_alike(sd15, preset):
+    """Reordering the candidates behind the public pivot row reorders the outputs and changes nothing else:
+    no decision of a preset singles out a row other than the fixed pivot (and the server never learns
+    which row is real: the selector picks it afterwards, on the client)."""
+    from obclip_nodes.acceleration import AccelerationSettings, accelerate
+    from obclip_nodes.sampling import encode_batch, partial_sample
+    cm, cc, _ = sd15
+    n, perm = 4, [0, 3, 1, 2]  # row 0 is the pivot and stays; the others are shuffled
+    prompts = PROMPTS[:n]
+
+    def run(texts):
+        m, _ = accelerate(cm, AccelerationSettings.preset(preset), n_candidates=n)
+        return partial_sample(m, encode_batch(cc, texts), encode_batch(cc, ["blurry"]), n=n, width=32, height=32,
+                              seed=7, steps=10, cloud_steps=6, cfg=5.0, sampler="euler",
+                              scheduler="normal")[0]["samples"]
+    a = run(prompts)
+    b = run([prompts[i] for i in perm])
+    scale = a.abs().max().item()
+    assert torch.allclose(b, a[perm], rtol=0, atol=1e-5 * scale), (b - a[perm]).abs().max()
+
+
+def test_node_preset_replaces_its_inputs_and_custom_keeps_them(comfy_root):
+    from obclip_nodes.acceleration import AccelerationSettings
+    from obclip_nodes.nodes.accelerator import CacheAccelerator
+    inputs = dict(uncond_dedup=True, batch_reuse=False, attention_cache=False, block_skip=False, cache_point=3,
+                  skip_point=3, refresh_every=5)
+    custom = CacheAccelerator.execute(**inputs)
+    assert custom.args[0] == AccelerationSettings(uncond_dedup=True)
+    assert custom.ui["text"][0].endswith("exact (outputs unchanged)")
+    for name in ("exact", "balanced", "fastest"):
+        out = CacheAccelerator.execute(**inputs, preset=name)
+        assert out.args[0] == AccelerationSettings.preset(name)
+        assert out.ui["text"][0].startswith(f"preset {name} (the settings above are ignored")
+    # the new inputs come last and are optional, so saved workflows keep their widget values
+    ids = [i.id for i in CacheAccelerator.define_schema().inputs]
+    assert ids[-2:] == ["skip_refresh_every", "preset"]

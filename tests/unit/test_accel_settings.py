@@ -48,3 +48,61 @@ def test_step_schedule_of_the_strategies():
     assert st.pivot_row(6) == 0
     st2 = RunState(AccelerationSettings(pivot_index=3), 6)
     assert st2.pivot_row(6) == 3 and st2.pivot_row(1) == 0
+
+
+def test_deepcache_interval_recomputes_every_m_steps_after_the_skip_point():
+    from obclip_nodes.acceleration.state import RunState
+
+    def schedule(**kw):
+        st = RunState(AccelerationSettings(block_skip=True, **kw), 6)
+        out = []
+        for step in range(10):
+            st.step = step
+            out.append((st.block_skip_active(), st.block_store()))
+        return out
+    # s = 3, M = 2: steps 2, 4, 6, 8 recompute and store; 3, 5, 7, 9 reuse
+    got = schedule(skip_point=3, skip_refresh_every=2)
+    assert [a for a, _ in got] == [False, False, False, True, False, True, False, True, False, True]
+    assert [b for _, b in got] == [False, False] + [True] * 8  # every step from s-1 may store when it computes
+    # M = 0 (default): the paper's form, reused from s on with no refresh; M = 1: never reused
+    assert [a for a, _ in schedule(skip_point=3)] == [False] * 3 + [True] * 7
+    assert not any(a for a, _ in schedule(skip_point=3, skip_refresh_every=1))
+    with pytest.raises(ValueError, match="skip_refresh_every"):
+        AccelerationSettings.from_dict({"skip_refresh_every": -1})
+
+
+def test_presets_are_the_documented_settings():
+    """The presets in the node are the ones docs/acceleration-frontier.json measured (re-run
+    `./run.sh bench frontier --out docs/acceleration-frontier` after changing one)."""
+    import json
+    from pathlib import Path
+    from obclip_nodes.acceleration.settings import PRESET_NAMES, PRESETS
+    assert PRESET_NAMES == ("exact", "balanced", "fastest", "custom")
+    assert PRESETS["exact"] == {"uncond_dedup": True}
+    assert AccelerationSettings.preset("exact").applied == ("uncond_dedup",)
+    doc = json.loads((Path(__file__).resolve().parents[2] / "docs" / "acceleration-frontier.json").read_text())
+    documented = {p["name"]: p for p in doc["presets"]}
+    assert list(documented) == list(PRESETS)
+    for name in PRESETS:
+        assert documented[name]["settings"] == AccelerationSettings.preset(name).to_dict(), name
+        for key in ("flops_ratio", "fd", "fd_unaccelerated", "attr_acc", "attr_acc_unaccelerated"):
+            assert isinstance(documented[name][key], float), (name, key)
+        assert documented[name]["wall_ratio"] is None or documented[name]["wall_ratio"] > 0  # None: not timed
+    # exact changes no number: the documented run measured the same quality and zero hand-off drift
+    assert documented["exact"]["fd"] == documented["exact"]["fd_unaccelerated"]
+    assert documented["exact"]["attr_acc"] == documented["exact"]["attr_acc_unaccelerated"]
+    exact_point = next(p for p in doc["points"] if p["name"] == "preset:exact")
+    assert exact_point["real_row_handoff_rel_drift_max"] == 0.0
+    # faster presets skip more: exact < balanced < fastest in counted FLOPs skipped
+    r = [documented[n]["flops_ratio"] for n in ("exact", "balanced", "fastest")]
+    assert r[0] > r[1] > r[2]
+    with pytest.raises(ValueError, match="unknown acceleration preset"):
+        AccelerationSettings.preset("turbo")
+
+
+def test_presets_never_name_a_real_candidate():
+    """A preset is public data: no field may hold a per-request or per-candidate value."""
+    from obclip_nodes.acceleration.settings import PRESETS
+    for name, raw in PRESETS.items():
+        s = AccelerationSettings.preset(name)
+        assert s.pivot_index == 0 and "pivot_index" not in raw, name
