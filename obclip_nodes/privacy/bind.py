@@ -329,13 +329,7 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
         if owner is None:
             unattached.append(c)
             continue
-        a = c.par.attribute
-        if a in owner.values and owner.values[a] != c.value:
-            other = next(x for x in owner.cues if x.par is not None and x.par.attribute == a)
-            contradictions.append((other, c, a))
-            continue
-        owner.values[a] = c.value
-        owner.cues.append(c)
+        _attach(owner, c, contradictions)
 
     # tag soup with no person word ("asian, long hair, smile"): its attribute-only tags describe an
     # implied person (fail closed: a lone "old" tag is far likelier a person than a thing) unless the
@@ -347,15 +341,7 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
     singles = [p for p in persons if p.number == "singular"]
     for c in pending_tags:
         if len(persons) == 1 or (len(singles) == 1 and count_tags):
-            owner = singles[0] if singles else persons[0]
-            a = c.par.attribute if c.par is not None else None
-            if a is not None and a in owner.values and owner.values[a] != c.value:
-                other = next(x for x in owner.cues if x.par is not None and x.par.attribute == a)
-                contradictions.append((other, c, a))
-                continue
-            if a is not None:
-                owner.values[a] = c.value
-            owner.cues.append(c)
+            _attach(singles[0] if singles else persons[0], c, contradictions)
         else:
             unattached.append(c)
 
@@ -364,16 +350,8 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
     for c in [c for c in unattached if c.par is not None and c.par.attribute in lex.nearest_person]:
         before = [p for p in persons if p.first < c.t0 and tok.sentence(p.first) == tok.sentence(c.t0)]
         owner = before[-1] if before else (persons[0] if len(persons) == 1 else None)
-        if owner is None:
-            continue
-        a = c.par.attribute
-        if a in owner.values and owner.values[a] != c.value:
-            other = next(x for x in owner.cues if x.par is not None and x.par.attribute == a)
-            contradictions.append((other, c, a))
-            continue
-        unattached.remove(c)
-        owner.values[a] = c.value
-        owner.cues.append(c)
+        if owner is not None and _attach(owner, c, contradictions):
+            unattached.remove(c)
 
     # a cell noun gives its age: "girl" a child, "grandmother" (read as an old woman) old age
     if lex.cells is not None and lex.cells.age in active:
@@ -397,6 +375,19 @@ def bind(tok: Tokens, cs: Cues, lex: Lexicon, active: frozenset) -> Binding:
         p.ordinal = k
     possible = [(c, h) for c in unattached if (h := _possible_person(tok, cs, lex, c)) is not None]
     return Binding(persons, unattached, len(groups), count_tags, contradictions, possible)
+
+
+def _attach(owner: Person, c: Cue, contradictions: list) -> bool:
+    """Give ``c`` to ``owner``; a second value of an attribute the owner has is a contradiction instead."""
+    a = c.par.attribute if c.par is not None else None
+    if a is not None and a in owner.values and owner.values[a] != c.value:
+        other = next(x for x in owner.cues if x.par is not None and x.par.attribute == a)
+        contradictions.append((other, c, a))
+        return False
+    if a is not None:
+        owner.values[a] = c.value
+    owner.cues.append(c)
+    return True
 
 
 def _cell_age(p: Person, lex: Lexicon, contradictions: list) -> None:
