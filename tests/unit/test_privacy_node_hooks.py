@@ -124,7 +124,7 @@ def test_cloud_sampler_reports_the_block_it_sent(nodes, monkeypatch):
             payload = SimpleNamespace(latents=torch.zeros(n, 4, 8, 8), sha256="0" * 64, nbytes=n * 1024,
                                       handoff=SimpleNamespace(family="SD15", latent_format="SD15", server_report={}))
             return SimpleNamespace(payload=payload, bytes_sent=1, bytes_received=2, sent_digest="d", prompt_id="p",
-                                   server="http://cloud", mode="pack", attempts=[], reconnects=0,
+                                   server="http://cloud", mode="pack", attempts=[], reconnects=0, retried=[],
                                    timings={"total_s": 0.5})
 
     monkeypatch.setattr(cloud, "CloudClient", FakeClient)
