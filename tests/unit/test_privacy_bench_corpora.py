@@ -104,7 +104,7 @@ def test_bench_reports_each_corpus_with_its_categories(tmp_path):
         {"prompt": "a bowl of fruit, still life", "expect": [], "category": "non_person"},
         {"prompt": "a green pear", "expect": [], "category": "non_person"},
     ])
-    r = run(["--corpus", str(dev), "--shared-b", str(shared), "--repeat", "1"])
+    r = run(["--corpus", str(dev), "--shared-b", str(shared), "--repeat", "1", "--no-multi-person"])
     assert set(r["corpora"]) == {"dev", "shared_b"} and r["goals"] == ISSUE20_GOALS
     d, b = r["corpora"]["dev"], r["corpora"]["shared_b"]
     assert (d["prompts"], d["revealing_prompts"], d["core_only_prompts"], d["non_person_prompts"]) == (3, 2, 1, 1)
@@ -117,3 +117,4 @@ def test_bench_reports_each_corpus_with_its_categories(tmp_path):
                                 "religion": {"prompts": 1, "fail_open": 0, "refused": 1}}
     assert b["fail_open_rate"] == 0.0 and b["non_person_clean_rate"] == 1.0
     assert r["fail_open"] == 0 and "heldout" not in r            # the old keys still describe --corpus
+    assert "multi_person" not in r                                # --no-multi-person skips that section

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from obclip_nodes.bench.privacy import DEFAULT_CORPUS, load_corpus, run
+from obclip_nodes.bench.privacy import (
+    DEFAULT_CORPUS,
+    HELDOUT_CORPUS,
+    SHARED_B_CORPUS,
+    issue20_report,
+    load_corpus,
+    run,
+)
 from obclip_nodes.privacy import (
     CandidateList,
     ExpansionError,
@@ -104,7 +111,7 @@ def test_labelled_corpus_is_large_varied_and_labelled():
 def test_bench_meets_the_goals_on_the_labelled_corpus():
     """Issue 20's goals on every corpus the bench reads: own dev, own held-out and, when present beside the
     repository, shared B (labels by ../shared/privacy/README.md).  Timing goals live in the bench only."""
-    r = run(["--repeat", "1"])
+    r = issue20_report(str(DEFAULT_CORPUS), str(HELDOUT_CORPUS), SHARED_B_CORPUS, repeat=1)
     assert {"dev", "heldout"} <= set(r["corpora"])
     missed = {}
     for name, c in r["corpora"].items():
@@ -123,7 +130,7 @@ def test_bench_meets_the_goals_on_the_labelled_corpus():
 def test_bench_counts_fail_open(tmp_path):
     f = tmp_path / "c.txt"
     f.write_text("P | gender | a dancer on stage\nC | - | a red apple\nR | religion | a Muslim woman\n")
-    r = run(["--corpus", str(f), "--repeat", "1"])
+    r = run(["--corpus", str(f), "--repeat", "1", "--no-multi-person"])
     assert r["fail_open"] == 1 and r["fail_open_prompts"][0]["prompt"] == "a dancer on stage"
     assert r["non_person_clean_rate"] == 1.0 and r["outcome_accuracy"] == round(2 / 3, 4)
 
