@@ -45,12 +45,10 @@ class AccelerationSettings:
     skip_branch: int = 0            # input blocks 0..b always run (and, deepcache, the last b+1 up blocks)
     skip_refresh_every: int = 0     # DeepCache's cache interval: after s, deep features recomputed every M steps
                                     # (0: never, the paper's form)
-    share_until: int = 0            # uncond_share only on steps < share_until (0: every step); the latents
-                                    # drift apart with the steps, and so does the shared uncond's error
 
     def validate(self) -> "AccelerationSettings":
         for name in ("cache_point", "skip_point", "refresh_every", "pivot_index", "skip_branch",
-                     "skip_refresh_every", "share_until"):
+                     "skip_refresh_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"acceleration {name}={v!r} must be a non-negative integer")

@@ -54,7 +54,7 @@ def count_run(unet, unet_config: dict, settings: AccelerationSettings | None, *,
                 to["wrappers"] = {"diffusion_model": {"obclip": [diffusion_model_wrapper]}}
             sig = (id(unet), skey, n, tuple(kinds), latent, tokens)
             if st is not None:
-                sig += (step == 0, st.share_active(), st.reuse_active(), st.attn_cache_use(), st.attn_cache_store(),
+                sig += (step == 0, st.reuse_active(), st.attn_cache_use(), st.attn_cache_store(),
                         st.block_skip_active(), st.block_store(), bool(st.attn_cache), bool(st.block_cache))
             # a step that fills a cache must really run, or later steps would miss it
             storing = st is not None and (st.attn_cache_store() or st.block_store())

@@ -69,10 +69,6 @@ class RunState:
     def block_store(self) -> bool:
         return self.s.block_skip and self.step >= self.s.skip_point - 1
 
-    def share_active(self) -> bool:
-        """True on steps whose uncond chunk runs for the pivot row only (share_until = 0: every step)."""
-        return self.s.uncond_share and (self.s.share_until == 0 or self.step < self.s.share_until)
-
     def pivot_row(self, rows: int) -> int:
         return self.s.pivot_index if self.s.pivot_index < rows else 0
 

@@ -71,7 +71,7 @@ def diffusion_model_wrapper(executor, x, timesteps=None, context=None, y=None, c
         idx = list(range(a, a + rows))
         keep = idx
         if rows > 1 and reducible:
-            if kind == 1 and st.share_active():
+            if kind == 1 and st.s.uncond_share:
                 keep = [a + st.pivot_row(rows)]
                 if st.s.uncond_dedup and _rows_identical(st, kind, *_part(a, rows, x, timesteps, context, y)):
                     st.flops_saved["uncond_dedup"] += (rows - 1) * row_cost

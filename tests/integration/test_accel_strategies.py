@@ -164,28 +164,6 @@ def test_deepcache_refresh_recomputes_on_schedule(sd15):
     assert not torch.equal(a, b)
 
 
-def test_share_until_bounds_the_shared_uncond_to_the_first_steps(sd15):
-    """share_until = u shares the uncond branch on steps < u only; from u on every row runs its own uncond."""
-    cm, cc, ref = sd15
-    k, n = RUN["cloud_steps"], 3
-    scale = ref.abs().max().item()
-    always, r_always = accel(cm, n=n, uncond_share=True)
-    a = sample(always, cc)
-    # a bound at or past the last cloud step shares on every step: the same numbers as no bound
-    assert torch.equal(sample(accel(cm, n=n, uncond_share=True, share_until=k)[0], cc), a)
-    assert r_always["last_run"]["events"]["shared_rows"] == k * (n - 1)
-    # step 0 alone: the uncond rows are still identical there (shared noise and negative), so sharing is exact
-    m1, r1 = accel(cm, n=n, uncond_share=True, share_until=1)
-    assert torch.allclose(sample(m1, cc), ref, rtol=0, atol=1e-5 * scale)
-    assert r1["last_run"]["events"]["shared_rows"] == n - 1
-    m2, r2 = accel(cm, n=n, uncond_share=True, share_until=2)
-    b = sample(m2, cc)
-    assert r2["last_run"]["events"]["shared_rows"] == 2 * (n - 1)
-    assert r1["last_run"]["fraction_skipped"] < r2["last_run"]["fraction_skipped"] < r_always["last_run"]["fraction_skipped"]
-    # the step-2 uncond runs per row again: between exact and always-shared
-    assert not torch.equal(b, a) and not torch.allclose(b, ref, rtol=0, atol=1e-5 * scale)
-
-
 @pytest.mark.parametrize("preset", ["exact", "balanced", "fastest"])
 def test_presets_treat_every_non_pivot_candidate_alike(sd15, preset):
     """Reordering the candidates behind the public pivot row reorders the outputs and changes nothing else:

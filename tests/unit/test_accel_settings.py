@@ -71,23 +71,6 @@ def test_deepcache_interval_recomputes_every_m_steps_after_the_skip_point():
         AccelerationSettings.from_dict({"skip_refresh_every": -1})
 
 
-def test_share_until_bounds_the_shared_uncond_by_step_index():
-    from obclip_nodes.acceleration.state import RunState
-
-    def shared(**kw):
-        st = RunState(AccelerationSettings(**kw), 6)
-        out = []
-        for step in range(6):
-            st.step = step
-            out.append(st.share_active())
-        return out
-    assert shared(uncond_share=True) == [True] * 6  # 0 (default): every step
-    assert shared(uncond_share=True, share_until=3) == [True] * 3 + [False] * 3
-    assert shared(share_until=3) == [False] * 6  # the bound alone shares nothing
-    with pytest.raises(ValueError, match="share_until"):
-        AccelerationSettings.from_dict({"share_until": -1})
-
-
 def test_presets_are_the_documented_settings():
     """The presets in the node are the ones docs/acceleration-frontier.json measured (re-run
     `./run.sh bench frontier --out docs/acceleration-frontier` after changing one)."""
