@@ -72,8 +72,6 @@ def grid() -> list[tuple[str, dict | None]]:
                                             "skip_refresh_every": 2}),
         ("dedup+reuse+deepcache_b0_s3_m3", {"uncond_dedup": True, "batch_reuse": True, **DC, "skip_point": 3,
                                             "skip_refresh_every": 3}),
-        ("dsr_u3+deepcache_b0_s3_m2", {**DSR, "share_until": 3, **DC, "skip_point": 3, "skip_refresh_every": 2}),
-        ("dsr_u4+deepcache_b0_s3_m2", {**DSR, "share_until": 4, **DC, "skip_point": 3, "skip_refresh_every": 2}),
     ]
     from ..acceleration.settings import AccelerationSettings
     seen, out = set(), []
