@@ -184,7 +184,10 @@ def _run(argv: list[str]) -> dict:
     ns = [int(x) for x in args.ncost_ns.split(",")]
     ks = [int(x) for x in args.ncost_ks.split(",")]
     timed_nk = {(n, k) for n in map(int, args.ncost_wall_ns.split(",")) for k in map(int, args.ncost_wall_ks.split(","))}
+    import os
+    ncost_load = [round(os.getloadavg()[0], 2)]
     n_cost = _n_cost(ns, ks, wall_size=None if args.no_ncost_wall else args.ncost_wall_size, timed=timed_nk)
+    ncost_load.append(round(os.getloadavg()[0], 2))
     seconds["n_cost"] = round(time.time() - t0 - sum(seconds.values()), 1)
 
     goals = _goals(presets, n_cost)
@@ -202,7 +205,8 @@ def _run(argv: list[str]) -> dict:
                 "flops_shape": {"arch": "SD1.5", "latent": list(latent), "n": args.wall_n, "k": K},
                 "n_cost": {"ns": ns, "ks": ks, "T": NCOST_T, "flops_shape": "SD1.5 512x512",
                            "wall_size": None if args.no_ncost_wall else args.ncost_wall_size,
-                           "wall_timed_n_k": sorted(timed_nk) if not args.no_ncost_wall else []},
+                           "wall_timed_n_k": sorted(timed_nk) if not args.no_ncost_wall else [],
+                           "load_average_1min_before_after": None if args.no_ncost_wall else ncost_load},
                 "device": "CPU (no GPU lent)"},
         "unaccelerated": {k: base_q[k] for k in ("fd", "attr_acc", "protected_acc", "all_correct")},
         "quality_noise": quality.get("_noise"),
