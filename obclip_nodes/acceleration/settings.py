@@ -23,9 +23,10 @@ PRESETS: dict[str, dict] = {
     "balanced": {"uncond_dedup": True, "uncond_share": True, "batch_reuse": True, "block_skip": True,
                  "skip_mode": "deepcache", "skip_branch": 0, "cache_point": 4, "skip_point": 3,
                  "skip_refresh_every": 2},
-    # the same without the refresh: every step from 3 on reuses the deep features
+    # the same with a longer interval: from step 3 two of every three steps reuse the deep features
     "fastest": {"uncond_dedup": True, "uncond_share": True, "batch_reuse": True, "block_skip": True,
-                "skip_mode": "deepcache", "skip_branch": 0, "cache_point": 4, "skip_point": 3},
+                "skip_mode": "deepcache", "skip_branch": 0, "cache_point": 4, "skip_point": 3,
+                "skip_refresh_every": 3},
 }
 PRESET_NAMES = (*PRESETS, "custom")
 

@@ -34,6 +34,7 @@ T, K, CFG, N = 20, 8, 5.0, 6
 NCOST_T = 25
 P = {"cache_point": 4, "skip_point": 6}  # the paper's (r, s) for its k = 10 setting
 DSR = {"uncond_dedup": True, "uncond_share": True, "batch_reuse": True}
+DC = {"block_skip": True, "skip_mode": "deepcache", "skip_branch": 0, "cache_point": 4}
 CORE = ("uncond_share", "batch_reuse", "paper_three", "dedup+share+reuse", "all_five")
 
 
@@ -65,6 +66,12 @@ def grid() -> list[tuple[str, dict | None]]:
                                  "skip_point": 2}),
         ("all_five_deepcache_b0_s3", {**DSR, "attention_cache": True, "block_skip": True,
                                       "skip_mode": "deepcache", "cache_point": 4, "skip_point": 3}),
+        ("dsr+deepcache_b0_s3_m3", {**DSR, **DC, "skip_point": 3, "skip_refresh_every": 3}),
+        ("dsr+deepcache_b0_s4_m2", {**DSR, **DC, "skip_point": 4, "skip_refresh_every": 2}),
+        ("dedup+reuse+deepcache_b0_s3_m2", {"uncond_dedup": True, "batch_reuse": True, **DC, "skip_point": 3,
+                                            "skip_refresh_every": 2}),
+        ("dedup+reuse+deepcache_b0_s3_m3", {"uncond_dedup": True, "batch_reuse": True, **DC, "skip_point": 3,
+                                            "skip_refresh_every": 3}),
     ]
     from ..acceleration.settings import AccelerationSettings
     seen, out = set(), []
@@ -90,6 +97,11 @@ def _run(argv: list[str]) -> dict:
     ap.add_argument("--grid", choices=("full", "core", "presets"), default="full",
                     help="full: every grid point; core: presets, each of the first three strategies, the paper's "
                          "three, all five; presets: the presets only")
+    ap.add_argument("--points", default="",
+                    help="comma-separated grid point names measured besides the presets and unaccelerated ObCLIP "
+                         "(replaces --grid)")
+    ap.add_argument("--no-noise", action="store_true",
+                    help="skip the noise estimate (unaccelerated ObCLIP again on other seeds)")
     ap.add_argument("--wall-size", type=int, default=256, help="SD1.5 image side for the wall-time column")
     ap.add_argument("--wall-n", type=int, default=N)
     ap.add_argument("--wall-grid", choices=("full", "presets"), default="presets",
@@ -112,7 +124,13 @@ def _run(argv: list[str]) -> dict:
     t0 = time.time()
     seconds: dict = {}
     configs = grid()
-    if args.grid != "full":
+    if args.points:
+        keep = tuple(x.strip() for x in args.points.split(",") if x.strip())
+        unknown = sorted(set(keep) - {n for n, _ in configs})
+        if unknown:
+            raise ValueError(f"unknown grid points {unknown}; known: {[n for n, _ in configs]}")
+        configs = [(n, s) for n, s in configs if s is None or n.startswith("preset:") or n in keep]
+    elif args.grid != "full":
         keep = CORE if args.grid == "core" else ()
         configs = [(n, s) for n, s in configs if s is None or n.startswith("preset:") or n in keep]
     for _, s in configs:
@@ -123,7 +141,7 @@ def _run(argv: list[str]) -> dict:
         quality = _quality_from(Path(args.quality_from), configs)
         configs = [(n, s) for n, s in configs if n in quality]
     else:
-        quality = _quality(configs, args.captions)
+        quality = _quality(configs, args.captions, noise=not args.no_noise)
     seconds["quality"] = round(time.time() - t0, 1)
 
     latent = (4, args.wall_size // 8, args.wall_size // 8)
@@ -145,6 +163,7 @@ def _run(argv: list[str]) -> dict:
                        "fd": q["fd"], "attr_acc": q["attr_acc"], "protected_acc": q["protected_acc"],
                        "all_correct": q["all_correct"], "fd_vs_unaccelerated": round(q["fd"] / base_q["fd"], 4),
                        "attr_acc_delta_points": round(100 * (q["attr_acc"] - base_q["attr_acc"]), 2),
+                       "fd_vs_unaccelerated_ci90": q.get("fd_ratio_ci90"),
                        "server_flops_skipped_miniworld": q["skipped"],
                        "real_row_handoff_rel_drift_max": q["drift_max"]})
     front = _pareto(points)
@@ -158,32 +177,39 @@ def _run(argv: list[str]) -> dict:
                         "wall_ratio": p["wall_ratio"], "flops_ratio": p["flops_ratio"],
                         "fd": p["fd"], "fd_unaccelerated": base_q["fd"],
                         "attr_acc": p["attr_acc"], "attr_acc_unaccelerated": base_q["attr_acc"],
+                        "fd_vs_unaccelerated_ci90": p["fd_vs_unaccelerated_ci90"],
                         "protected_acc": p["protected_acc"], "protected_acc_unaccelerated": base_q["protected_acc"],
                         "on_pareto_front": p["pareto"]})
 
     ns = [int(x) for x in args.ncost_ns.split(",")]
     ks = [int(x) for x in args.ncost_ks.split(",")]
     timed_nk = {(n, k) for n in map(int, args.ncost_wall_ns.split(",")) for k in map(int, args.ncost_wall_ks.split(","))}
+    import os
+    ncost_load = [round(os.getloadavg()[0], 2)]
     n_cost = _n_cost(ns, ks, wall_size=None if args.no_ncost_wall else args.ncost_wall_size, timed=timed_nk)
+    ncost_load.append(round(os.getloadavg()[0], 2))
     seconds["n_cost"] = round(time.time() - t0 - sum(seconds.values()), 1)
 
     goals = _goals(presets, n_cost)
     result = {
         "schedule": {"T": T, "k": K, "cfg": CFG, "sampler": "euler/normal", "n_candidates": N},
-        "ran": {"captions": quality["_captions"], "grid": args.grid, "grid_points": len(configs),
+        "ran": {"captions": quality["_captions"], "grid": args.points or args.grid, "grid_points": len(configs),
                 "quality_from": args.quality_from or None,
                 "wall": None if args.no_wall else {"arch": "SD1.5 UNet (published architecture, seeded random "
                                                    "weights, float32, CPU)", "size": args.wall_size,
                                                    "n": args.wall_n, "timed": args.wall_grid,
                                                    "baseline_s": wall.get("baseline_s"),
                                                    "baseline_spread": wall.get("baseline_spread"),
-                                                   "seconds": wall.get("seconds")},
+                                                   "seconds": wall.get("seconds"),
+                                                   "load_average_1min_before_after": wall.get("load")},
                 "flops_shape": {"arch": "SD1.5", "latent": list(latent), "n": args.wall_n, "k": K},
                 "n_cost": {"ns": ns, "ks": ks, "T": NCOST_T, "flops_shape": "SD1.5 512x512",
                            "wall_size": None if args.no_ncost_wall else args.ncost_wall_size,
-                           "wall_timed_n_k": sorted(timed_nk) if not args.no_ncost_wall else []},
+                           "wall_timed_n_k": sorted(timed_nk) if not args.no_ncost_wall else [],
+                           "load_average_1min_before_after": None if args.no_ncost_wall else ncost_load},
                 "device": "CPU (no GPU lent)"},
         "unaccelerated": {k: base_q[k] for k in ("fd", "attr_acc", "protected_acc", "all_correct")},
+        "quality_noise": quality.get("_noise"),
         "presets": presets, "points": points, "pareto_front": front, "n_cost": n_cost, "goals": goals,
     }
     seconds["total"] = round(time.time() - t0, 1)
@@ -199,7 +225,7 @@ def _run(argv: list[str]) -> dict:
 
 
 # ---- quality: the mini world ------------------------------------------------------------------------
-def _quality(configs, n_captions: int) -> dict:
+def _quality(configs, n_captions: int, noise: bool = True) -> dict:
     import torch
     import comfy.sd
     from ..acceleration import AccelerationSettings, accelerate
@@ -212,6 +238,8 @@ def _quality(configs, n_captions: int) -> dict:
     import comfy.samplers
     from ..sampling import encode_batch, partial_sample
     from ..sampling.finish import handoff_sigmas
+    import numpy as np
+    from ..miniworld import features, render
     from .utility import score
 
     register()
@@ -228,18 +256,21 @@ def _quality(configs, n_captions: int) -> dict:
     dev_pos = encode_batch(dc, texts)
     out: dict = {"_captions": len(evals)}
     plain_rows = None
-    for name, s in configs:
+    feats: dict = {}
+    # the noise estimate: unaccelerated ObCLIP again, every caption on another seed
+    runs = [(name, s, 0) for name, s in configs] + ([("_reseeded", None, RESEED)] if noise else [])
+    for name, s, seed_offset in runs:
         model, rep = (cm, None) if s is None else accelerate(cm, AccelerationSettings.from_dict(s), n_candidates=N)
         rows, skipped, ho0 = [], [], None
         for i, e in enumerate(exps):
-            lat, ho = partial_sample(model, pos[i], neg_c, n=N, width=IMAGE_SIZE, height=IMAGE_SIZE, seed=i, steps=T,
+            lat, ho = partial_sample(model, pos[i], neg_c, n=N, width=IMAGE_SIZE, height=IMAGE_SIZE, seed=seed_offset + i, steps=T,
                                      cloud_steps=K, cfg=CFG, sampler="euler", scheduler="normal")
             rows.append(lat["samples"][e.real_index:e.real_index + 1])
             ho0 = ho0 or ho
             if rep is not None:
                 skipped.append(rep["last_run"]["fraction_skipped"])
         x = torch.cat(rows)
-        if s is None:
+        if s is None and not seed_offset:
             plain_rows = x
         drift = max(float((x[i] - plain_rows[i]).norm() / plain_rows[i].norm()) for i in range(len(rows)))
         # euler draws no step noise, so the device finishes every caption's real row in one batch (the
@@ -248,9 +279,41 @@ def _quality(configs, n_captions: int) -> dict:
         fin = comfy.sample.sample_custom(dm, torch.zeros_like(x), CFG, comfy.samplers.sampler_object("euler"), tail,
                                          dev_pos, neg_d, x, seed=0)
         imgs = vae.decode(fin).float().clamp(0, 1).numpy()
+        feats[name] = np.stack([features(im) for im in imgs])
         out[name] = {**score(imgs, evals), "skipped": round(sum(skipped) / len(skipped), 4) if skipped else 0.0,
                      "drift_max": round(drift, 5)}
+    ref = np.stack([features(render(p)) for p in evals])
+    base = next(n for n, s in configs if s is None)
+    for name in feats:
+        out[name]["fd_ratio_ci90"] = _fd_ratio_ci(feats[name], feats[base], ref)
+    if noise:
+        r = out.pop("_reseeded")
+        out["_noise"] = {
+            "what": f"unaccelerated ObCLIP on the same captions, seeds + {RESEED}: how far FD and accuracy move "
+                    "with the seeds alone; fd_vs_unaccelerated_ci90 of each point is a paired bootstrap over "
+                    f"captions ({BOOT} resamples, same seeds)",
+            "fd_reseeded": r["fd"], "fd_reseeded_vs_unaccelerated": round(r["fd"] / out[base]["fd"], 4),
+            "fd_reseeded_vs_unaccelerated_ci90": r["fd_ratio_ci90"],
+            "attr_acc_reseeded": r["attr_acc"],
+            "attr_acc_reseeded_delta_points": round(100 * (r["attr_acc"] - out[base]["attr_acc"]), 2),
+            "protected_acc_reseeded": r["protected_acc"]}
     return out
+
+
+RESEED, BOOT = 100_000, 400
+
+
+def _fd_ratio_ci(a, b, ref) -> list[float]:
+    """5th and 95th percentile of FD(a)/FD(b) over the same bootstrap resamples of the captions (paired)."""
+    import numpy as np
+    from .utility import _frechet
+    rng = np.random.default_rng(0)
+    r = []
+    for _ in range(BOOT):
+        i = rng.integers(0, len(ref), len(ref))
+        r.append(_frechet(a[i], ref[i]) / _frechet(b[i], ref[i]))
+    lo, hi = np.percentile(r, [5, 95])
+    return [round(float(lo), 4), round(float(hi), 4)]
 
 
 def _key(s: dict | None):
@@ -268,7 +331,10 @@ def _quality_from(path: Path, configs) -> dict:
         p = by.get(_key(s))
         if p is not None:
             out[name] = {k: p[k] for k in ("fd", "attr_acc", "protected_acc", "all_correct")}
-            out[name].update(skipped=p["server_flops_skipped_miniworld"], drift_max=p["real_row_handoff_rel_drift_max"])
+            out[name].update(skipped=p["server_flops_skipped_miniworld"], drift_max=p["real_row_handoff_rel_drift_max"],
+                             fd_ratio_ci90=p.get("fd_vs_unaccelerated_ci90"))
+    if old.get("quality_noise"):
+        out["_noise"] = old["quality_noise"]
     if "obclip" not in out:
         raise ValueError(f"{path} has no unaccelerated point")
     return out
@@ -350,9 +416,11 @@ def _warm(model, n, size):
 def _wall(timed, *, size: int, n: int) -> dict:
     """Interleaved: unaccelerated, each setting, unaccelerated again; ratio to the mean unaccelerated time."""
     from ..acceleration import AccelerationSettings, accelerate
+    import os
     model = sd15_model()
     _warm(model, n, size)
     t_start = time.time()
+    load = [round(os.getloadavg()[0], 2)]
     base = [_time_request(model, n=n, size=size, steps=T, k=K)]
     times = {}
     for name, s in timed:
@@ -363,7 +431,7 @@ def _wall(timed, *, size: int, n: int) -> dict:
     return {"baseline_s": [round(x, 2) for x in base], "baseline_spread": round((max(base) - min(base)) / b, 4),
             "ratios": {name: round(t / b, 4) for name, t in times.items()},
             "seconds": {name: round(t, 2) for name, t in times.items()},
-            "total_s": round(time.time() - t_start, 1)}
+            "total_s": round(time.time() - t_start, 1), "load": load + [round(os.getloadavg()[0], 2)]}
 
 
 # ---- the cost of N ---------------------------------------------------------------------------------------
