@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -184,7 +185,6 @@ def _run(argv: list[str]) -> dict:
     ns = [int(x) for x in args.ncost_ns.split(",")]
     ks = [int(x) for x in args.ncost_ks.split(",")]
     timed_nk = {(n, k) for n in map(int, args.ncost_wall_ns.split(",")) for k in map(int, args.ncost_wall_ks.split(","))}
-    import os
     ncost_load = [round(os.getloadavg()[0], 2)]
     n_cost = _n_cost(ns, ks, wall_size=None if args.no_ncost_wall else args.ncost_wall_size, timed=timed_nk)
     ncost_load.append(round(os.getloadavg()[0], 2))
@@ -416,7 +416,6 @@ def _warm(model, n, size):
 def _wall(timed, *, size: int, n: int) -> dict:
     """Interleaved: unaccelerated, each setting, unaccelerated again; ratio to the mean unaccelerated time."""
     from ..acceleration import AccelerationSettings, accelerate
-    import os
     model = sd15_model()
     _warm(model, n, size)
     t_start = time.time()
