@@ -116,7 +116,8 @@ def _run(argv: list[str]) -> dict:
     ap.add_argument("--no-ncost-wall", action="store_true")
     ap.add_argument("--quality-from", default="",
                     help="reuse the quality column of an earlier frontier JSON for the grid points it measured "
-                         "(same resolved settings; the mini-world path is deterministic); others are dropped")
+                         "(same resolved settings; the mini-world path is deterministic); the others are measured "
+                         "now, beside unaccelerated ObCLIP, which must reproduce the earlier FD")
     ap.add_argument("--out", default="", help="write OUT.json and OUT.png (e.g. docs/acceleration-frontier)")
     args = ap.parse_args(argv)
     import comfy.utils
@@ -138,9 +139,16 @@ def _run(argv: list[str]) -> dict:
         if s is not None:
             AccelerationSettings.from_dict(s)  # a bad grid point fails before an hour of work
 
+    missing: list = []
     if args.quality_from:
         quality = _quality_from(Path(args.quality_from), configs)
-        configs = [(n, s) for n, s in configs if n in quality]
+        missing = [(n, s) for n, s in configs if n not in quality]
+        if missing:  # measured now, beside unaccelerated ObCLIP again (the paired interval needs its images)
+            fresh = _quality([("obclip", None), *missing], quality["_captions"], noise=False)
+            if fresh["obclip"]["fd"] != quality["obclip"]["fd"]:
+                raise RuntimeError(f"unaccelerated FD {fresh['obclip']['fd']} differs from {args.quality_from}'s "
+                                   f"{quality['obclip']['fd']}: the mini world changed; rerun without --quality-from")
+            quality.update({n: fresh[n] for n, _ in missing})
     else:
         quality = _quality(configs, args.captions, noise=not args.no_noise)
     seconds["quality"] = round(time.time() - t0, 1)
@@ -195,6 +203,8 @@ def _run(argv: list[str]) -> dict:
         "schedule": {"T": T, "k": K, "cfg": CFG, "sampler": "euler/normal", "n_candidates": N},
         "ran": {"captions": quality["_captions"], "grid": args.points or args.grid, "grid_points": len(configs),
                 "quality_from": args.quality_from or None,
+                "quality_measured_in_this_run": [n for n, _ in configs] if not args.quality_from
+                else ["obclip (check)", *(n for n, _ in missing)] if missing else [],
                 "wall": None if args.no_wall else {"arch": "SD1.5 UNet (published architecture, seeded random "
                                                    "weights, float32, CPU)", "size": args.wall_size,
                                                    "n": args.wall_n, "timed": args.wall_grid,
