@@ -3,7 +3,10 @@
 Lab only: the test suite starts its servers through this (ComfyServer(onednn=False)). The tests run the
 published architectures at 4x4 latents, where oneDNN spends nearly all of a UNet call re-laying out the
 convolution weights: a full-size SD1.5 UNet call took 1.19 s with it and 0.33 s without on the 2-core test
-machine. Everything else is ComfyUI's own start-up; users' servers never run this file.
+machine. NNPACK is off too: without oneDNN, PyTorch hands batches of 16 rows and more (N = 8 with CFG) to
+NNPACK, which took 8.3 s for the same call at 16 rows where the plain im2col path takes 2.0 s (at 2 and 6 rows
+the two are the same path: 0.40 s and 0.84 s). Everything else is ComfyUI's own start-up; users' servers never
+run this file.
 
 Usage (cwd = the ComfyUI tree): python /path/to/comfy_main.py [main.py arguments]. Run as a file, not with -m,
 so the server imports nothing of the pack's lab code (test_shipped_pack checks that).
@@ -22,6 +25,7 @@ def main() -> None:
     sys.argv[0] = os.path.join(os.getcwd(), "main.py")
     import torch
     torch.backends.mkldnn.enabled = False
+    torch.backends.nnpack.set_flags(False)
     runpy.run_path(sys.argv[0], run_name="__main__")
 
 
