@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .bind import Binding, bind
 from .cues import Cues, find_cues, paradigm_by_pid
@@ -233,6 +234,15 @@ def read(text: str, lex: Lexicon, active: frozenset) -> Reading:
     return Reading(tok, cs, b, template(tok, b, lex, active))
 
 
+@lru_cache(maxsize=16384)
+def read_back(text: str, lex: Lexicon, active: frozenset) -> tuple[bool, tuple, tuple]:
+    """What render_all checks of a candidate read back: (contradicts itself, template key, slot values).
+    Memoised (a lexicon is never changed once loaded): checking closure expands every candidate of a block,
+    and each of them renders and reads back the same product, thousands of texts for two described people."""
+    r = read(text, lex, active)
+    return bool(r.binding.contradictions), r.template.key, r.template.values
+
+
 def renderers(t: Template, lex: Lexicon) -> list:
     """For each ref: (slot indices, {values of those slots: rendered string})."""
 
@@ -270,8 +280,8 @@ def render_all(t: Template, lex: Lexicon, active: frozenset) -> tuple[list, int,
             parts.append(lits[k + 1])
         c = "".join(parts)
         if combos > 1:
-            back = read(c, lex, active)
-            if back.binding.contradictions or back.template.key != t.key or back.template.values != vals:
+            contradicts, key, values = read_back(c, lex, active)
+            if contradicts or key != t.key or values != vals:
                 continue
         if vals == t.values:
             real_index = len(cands)

@@ -5,7 +5,7 @@ import pytest
 from obclip_nodes.privacy import ExpansionError, expand_prompt, load_lexicon, verify_closure
 from obclip_nodes.privacy.cues import find_cues
 from obclip_nodes.privacy.policy import findings
-from obclip_nodes.privacy.render import coherence_failures, read, render_all
+from obclip_nodes.privacy.render import coherence_failures, read, read_back, render_all
 from obclip_nodes.privacy.tokenize import tokenize
 
 LEX = load_lexicon("default")
@@ -127,6 +127,20 @@ def test_policy_attributes_left_out_are_allowed_by_choice_not_refused():
 
 
 # ---- render
+def test_read_back_is_the_reading_memoised():
+    """render_all's read-back check, memoised: the same verdict as a fresh read, a contradiction included."""
+    texts = [*expand_prompt("a young Asian woman and an old Black man").candidates[:5],
+             "a young old woman", "a girl, an old lady"]
+    read_back.cache_clear()
+    for t in texts:
+        r = read(t, LEX, ALL)
+        want = (bool(r.binding.contradictions), r.template.key, r.template.values)
+        assert read_back(t, LEX, ALL) == want
+        assert read_back(t, LEX, ALL) == want  # the second answer comes from the memo
+    assert read_back.cache_info().hits == len(texts) and read_back.cache_info().misses == len(texts)
+    assert any(read_back(t, LEX, ALL)[0] for t in texts[-2:])  # a text that contradicts itself is seen so
+
+
 def test_render_drops_combinations_that_read_differently_and_keeps_real():
     t = read("a man and a woman dancing, he holds her waist", LEX, ALL).template
     cands, real, combos = render_all(t, LEX, ALL)
