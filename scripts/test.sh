@@ -97,9 +97,8 @@ else
   fi
   phase_in_background "unit (no ComfyUI, run once)" "${pys[0]}" "${trees[0]}" tests/unit "${opts[@]}"
   if [ $quick -eq 1 ]; then
-    for i in "${!names[@]}"; do
+    for i in "${!names[@]}"; do  # the unit tests run on beside both hosts' one run each
       phase "ComfyUI ${names[$i]} (quick: one e2e)" "${pys[$i]}" "${trees[$i]}" "$QUICK_E2E" "${opts[@]}"
-      [ "$i" -gt 0 ] || finish_background
     done
   else
     for i in "${!names[@]}"; do
