@@ -106,3 +106,22 @@ def test_presets_never_name_a_real_candidate():
     for name, raw in PRESETS.items():
         s = AccelerationSettings.preset(name)
         assert s.pivot_index == 0 and "pivot_index" not in raw, name
+
+
+def test_the_node_help_page_quotes_the_measured_presets():
+    """web/docs/ObCLIPCacheAccelerator.md's table says what docs/acceleration-frontier.json measured."""
+    import json
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    doc = json.loads((root / "docs" / "acceleration-frontier.json").read_text())
+    page = (root / "web" / "docs" / "ObCLIPCacheAccelerator.md").read_text()
+    for p in doc["presets"]:
+        row = re.search(rf"^\| {p['name']} \| ([0-9.]+)× \| ([0-9.]+)× \| (.*?) \|", page, re.M)
+        assert row, p["name"]
+        assert float(row[1]) == round(p["wall_ratio"], 2) and float(row[2]) == round(p["flops_ratio"], 2), row[0]
+        fd_ratio = p["fd"] / p["fd_unaccelerated"]
+        if p["name"] == "exact":
+            assert fd_ratio == 1.0 and "unchanged" in row[3]
+        else:
+            assert row[3].startswith(f"{fd_ratio:.2f}×"), (row[0], fd_ratio)
