@@ -63,15 +63,18 @@ def _shared(name: str, load):
 
 
 def pytest_configure(config):
-    """oneDNN and NNPACK convolutions off, here and in every server the harness starts: at the tests' 4x4
-    latents oneDNN spends most of a UNet call re-laying out weights, and NNPACK (what PyTorch picks without
-    oneDNN from 16 rows on) is four times slower than the plain path (obclip_nodes/harness/comfy_main.py has
-    the numbers)."""
+    """oneDNN and NNPACK convolutions off and the batched convolution on, here and in every server the harness
+    starts: at the tests' 4x4 latents oneDNN spends most of a UNet call re-laying out weights, NNPACK (what
+    PyTorch picks without oneDNN from 16 rows on) is four times slower than the plain path, and the plain
+    path reads every weight once per image (obclip_nodes/harness/comfy_main.py and batched_conv.py have the
+    numbers)."""
     import torch
     from obclip_nodes.harness import servers
     torch.backends.mkldnn.enabled = False
     torch.backends.nnpack.set_flags(False)
     servers.ONEDNN_CONVOLUTIONS = False
+    from obclip_nodes.harness import batched_conv
+    batched_conv.install()
 
 
 @pytest.fixture(scope="session")
