@@ -26,6 +26,12 @@ SHAPES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def plain_convolutions(monkeypatch):
+    """As the suite runs (tests/conftest.py): oneDNN off, so PyTorch's own path is the plain one."""
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+
+
 @pytest.mark.parametrize("b,c,hw,o,k,s,p", SHAPES)
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_same_values_as_pytorch(b, c, hw, o, k, s, p, with_bias):
@@ -48,41 +54,50 @@ def test_same_values_as_pytorch(b, c, hw, o, k, s, p, with_bias):
 
 def test_it_computes_the_suites_shapes_itself():
     """The speed-up is real only if the UNet-sized calls take the batched path."""
-    x, w = torch.zeros(6, 320, 4, 4), torch.zeros(320, 320, 3, 3)
-    assert batched_conv.covers(x, w, 1, 1, 1, 1)
-    assert batched_conv.covers(torch.zeros(16, 1280, 1, 1), torch.zeros(1280, 1280, 3, 3), 1, 1, 1, 1)
+    covered = [(b, c, hw, o, k, s, p) for b, c, hw, o, k, s, p in SHAPES
+               if batched_conv.covers(torch.zeros(b, c, *hw), torch.zeros(o, c, k, k) if isinstance(k, int)
+                                      else torch.zeros(o, c, *k), s, p, 1, 1)]
+    assert [(c, hw, o) for _, c, hw, o, *_ in covered] == [
+        (4, (4, 4), 320), (320, (4, 4), 320), (320, (4, 4), 320), (640, (2, 2), 1280), (2560, (1, 1), 1280),
+        (1920, (2, 2), 640)]
+    # maps large for their channel count stay with PyTorch (unfolding them costs more than it saves)
+    assert not batched_conv.covers(torch.zeros(6, 128, 4, 4), torch.zeros(128, 128, 3, 3), 1, 1, 1, 1)
 
 
-@pytest.mark.parametrize("case", ["one image", "groups", "dilation", "same padding", "float64", "large map",
-                                  "huge unfold"])
+@pytest.mark.parametrize("case", ["covered (the control)", "one image", "groups", "dilation", "same padding",
+                                  "float64", "large map", "huge unfold", "oneDNN on"])
 def test_what_it_does_not_cover_goes_to_pytorch(case, monkeypatch):
-    x, w, kw = torch.randn(2, 4, 6, 6), torch.randn(8, 4, 3, 3), {}
+    x, w, kw = torch.randn(2, 4, 2, 2), torch.randn(128, 4, 3, 3), {"padding": 1}
     if case == "one image":
         x = x[:1]
     elif case == "groups":
-        w, kw = torch.randn(8, 2, 3, 3), {"groups": 2}
+        w, kw = torch.randn(128, 2, 3, 3), {"groups": 2, "padding": 1}
     elif case == "dilation":
-        kw = {"dilation": 2}
+        kw = {"dilation": 2, "padding": 2}
     elif case == "same padding":
         kw = {"padding": "same"}
     elif case == "float64":
         x, w = x.double(), w.double()
     elif case == "large map":
-        x = torch.randn(2, 4, 40, 40)
+        x = torch.randn(2, 4, 6, 6)
     elif case == "huge unfold":
-        monkeypatch.setattr(batched_conv, "MAX_UNFOLDED", 1000)
+        monkeypatch.setattr(batched_conv, "MAX_UNFOLDED", 100)
+    elif case == "oneDNN on":
+        monkeypatch.setattr(torch.backends.mkldnn, "enabled", True)
     calls, torch_conv2d = [], batched_conv._TORCH_CONV2D
     monkeypatch.setattr(batched_conv, "_TORCH_CONV2D", lambda *a: calls.append(a) or torch_conv2d(*a))
     args = (None, 1, kw.get("padding", 0), kw.get("dilation", 1), kw.get("groups", 1))
     out = batched_conv.conv2d(x, w, *args)
-    assert len(calls) == 1
-    assert torch.equal(out, torch_conv2d(x, w, *args))
+    if case.startswith("covered"):
+        assert calls == [] and torch.allclose(out, torch_conv2d(x, w, *args), rtol=0, atol=1e-5)
+    else:
+        assert len(calls) == 1 and torch.equal(out, torch_conv2d(x, w, *args))
 
 
 def test_install_routes_nn_conv2d_through_it(monkeypatch):
     monkeypatch.setattr(F, "conv2d", batched_conv._TORCH_CONV2D)
-    conv = torch.nn.Conv2d(4, 8, 3, padding=1)
-    x = torch.randn(3, 4, 4, 4)
+    conv = torch.nn.Conv2d(4, 128, 3, padding=1)
+    x = torch.randn(3, 4, 2, 2)
     ref = conv(x)
     batched_conv.install()
     assert batched_conv.installed()
