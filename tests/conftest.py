@@ -1,10 +1,11 @@
 """Shared fixtures. Plain-logic tests need nothing; `comfy` tests import ComfyUI in-process on the
 CPU; `servers` tests start real ComfyUI servers on loopback.
 
-Models loaded in-process (sd15_models, sdxl_models) are loaded once per session and shared by every module
-that asks for them; the modules that use the same models run next to each other (pytest_collection_modifyitems
-below), and the models are freed right after their last user finished (pytest_runtest_teardown), so two
-model sets never sit in memory together and the servers other modules start do not share memory with them."""
+Models loaded in-process (sd15_models, sdxl_models) and the SD1.5 pair's cloud and device servers
+(sd15_servers) are made once per session and shared by every module that asks for them; the modules that use
+the same ones run next to each other (pytest_collection_modifyitems below), and they are freed (servers
+stopped) right after their last user finished (pytest_runtest_teardown), so two model sets never sit in memory
+together and the servers other modules start do not share memory with them."""
 from __future__ import annotations
 
 import gc
@@ -13,8 +14,9 @@ import pytest
 
 # fixtures whose value is shared across modules and freed after the last module that uses it
 _SHARED: dict[str, object] = {}
+_CLOSE: dict[str, object] = {}  # how to release a shared value (a server is stopped), beyond dropping it
 _NEEDED_FROM: dict[str, frozenset] = {}  # test id -> the shared fixtures its module or any later module uses
-SHARED_ACROSS_MODULES = ("sd15_models", "sdxl_models")
+SHARED_ACROSS_MODULES = ("sd15_models", "sdxl_models", "sd15_servers")
 
 
 def _module_of(item) -> str:
@@ -49,16 +51,28 @@ def pytest_runtest_teardown(item, nextitem):
     if nextitem is not None and _module_of(nextitem) == _module_of(item):
         return
     still = _NEEDED_FROM.get(nextitem.nodeid, frozenset()) if nextitem is not None else frozenset()
-    freed = [n for n in list(_SHARED) if n not in still]
-    for name in freed:
-        del _SHARED[name]
-    if freed:
+    _free([n for n in list(_SHARED) if n not in still])
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _free(list(_SHARED))  # what a stopped or interrupted session still holds: servers are stopped by PID
+
+
+def _free(names) -> None:
+    for name in names:
+        value = _SHARED.pop(name)
+        close = _CLOSE.pop(name, None)
+        if close is not None:
+            close(value)
+    if names:
         gc.collect()
 
 
-def _shared(name: str, load):
+def _shared(name: str, load, close=None):
     if name not in _SHARED:
         _SHARED[name] = load()
+        if close is not None:
+            _CLOSE[name] = close
     return _SHARED[name]
 
 
@@ -130,6 +144,18 @@ def sd15_models(comfy_root, sd15_pair):
     every module that uses it (they run next to each other) and freed after the last one: the pair holds about
     7 GB in float32, and the modules that start servers load their own copies there."""
     return _shared("sd15_models", lambda: _load(sd15_pair))
+
+
+@pytest.fixture(scope="module")
+def sd15_servers(tmp_path_factory, sd15_pair):
+    """The SD1.5 pair's cloud and device ComfyUI servers (tests/integration/sd15_servers.py: what they list, and
+    how a module reads only its own part of the cloud's history), shared by the end-to-end modules."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent / "integration"))
+    import sd15_servers as lab
+    return _shared("sd15_servers", lambda: lab.start(tmp_path_factory.mktemp("sd15-servers"), sd15_pair),
+                   close=lab.stop)
 
 
 @pytest.fixture(scope="module")

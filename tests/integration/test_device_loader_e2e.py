@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +23,10 @@ from safetensors.torch import load as st_load
 from obclip_nodes.harness import test_models
 from obclip_nodes.harness.host import REPO
 from obclip_nodes.harness.queue import run_workflow
-from obclip_nodes.harness.servers import ComfyServer, prepare_base, running
+from obclip_nodes.harness.servers import ComfyServer
+
+sys.path.insert(0, str(Path(__file__).parent))  # siblings: the shared servers and their history helpers
+from sd15_servers import CLOUD_NAME, DIFFUSERS_NAME, cloud_entries, cloud_ids  # noqa: E402
 
 pytestmark = pytest.mark.servers
 
@@ -31,18 +36,11 @@ REAL = "portrait photo of a young woman in a red coat"
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    cloud_ckpt = test_models.ensure("sd15")
-    folder = test_models.ensure_diffusers("bk-sdm-small")
-    cloud = ComfyServer("cloud", prepare_base(tmp_path_factory.mktemp("cloud"), [cloud_ckpt]))
-    device_base = prepare_base(tmp_path_factory.mktemp("device"))
-    (device_base / "models" / "diffusers").mkdir(parents=True, exist_ok=True)
-    (device_base / "models" / "diffusers" / "bk-sdm-small").symlink_to(folder)
-    device = ComfyServer("device", device_base)
-    with running(cloud, device):
-        cloud.require_nodes("ObCLIPServerSampler", "ObCLIPServerReturn")
-        device.require_nodes("ObCLIPDeviceModelLoader", "ObCLIPCandidateExpander", "ObCLIPDeviceFinisher")
-        yield cloud, device, cloud_ckpt.name, folder
+def servers(sd15_servers):
+    """The shared SD1.5 pair's servers (tests/integration/sd15_servers.py): the device lists BK-SDM-Small's
+    diffusers folder in models/diffusers/."""
+    folder = test_models.ensure_diffusers(DIFFUSERS_NAME)
+    return sd15_servers.cloud, sd15_servers.device, CLOUD_NAME, folder
 
 
 def fetch_latent(server: ComfyServer, ui: dict) -> torch.Tensor:
@@ -110,10 +108,11 @@ def diffusers_device_part(folder, latent_k: torch.Tensor, prompt: str, negative:
 
 def test_hybrid_with_a_published_device_folder_equals_diffusers(servers, comfy_root):
     cloud, device, cloud_ckpt, folder = servers
+    before = cloud_ids(cloud)  # the servers are shared: what other modules sent is not this run's
     _, hist = run_workflow(device.url, hybrid_graph(cloud.url, cloud_ckpt, REAL))
     report = hist["outputs"]["4"]["obclip_report"][0]
     final = fetch_latent(device, hist["outputs"]["90"])
-    (entry,) = cloud.get("/history").values()  # the cloud saw one batched request
+    (entry,) = cloud_entries(cloud, since=before)  # the cloud saw one batched request
     candidates = json.loads(entry["prompt"][2]["2"]["inputs"]["candidates"])
     other = next(c for c in candidates if c != REAL)
 

@@ -14,11 +14,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # siblings: the model builder, and the cloud-view helpers
 from device_side_models import ensure as ensure_device_side_models  # noqa: E402
-from test_e2e_servers import MARKER, SERVER_NODES, cloud_entries, fetch_latent, public_view  # noqa: E402
+from sd15_servers import CLOUD_NAME, DEVICE_NAME, cloud_entries  # noqa: E402
+from test_e2e_servers import MARKER, SERVER_NODES, fetch_latent, public_view  # noqa: E402
 
 from obclip_nodes.harness.host import REPO
 from obclip_nodes.harness.queue import WorkflowError, run_workflow
-from obclip_nodes.harness.servers import ComfyServer, prepare_base, running
+from obclip_nodes.harness.servers import ComfyServer
 
 pytestmark = pytest.mark.servers
 
@@ -43,23 +44,14 @@ def control_image(path) -> None:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory, sd15_pair):
-    cloud_ckpt, device_ckpt = sd15_pair
-    # The ControlNet needs the full SD1.5 UNet's skip connections (BK-SDM-Small has one res block a stage),
-    # so the device here runs the published SD1.5 architecture: the pair's cloud file, loaded locally.
-    controlnet, full_device = ensure_device_side_models(), cloud_ckpt
-    cloud = ComfyServer("cloud", prepare_base(tmp_path_factory.mktemp("cloud"), [cloud_ckpt]))
-    base = prepare_base(tmp_path_factory.mktemp("device"), [device_ckpt, full_device])
-    (base / "models" / "controlnet").mkdir(parents=True, exist_ok=True)
-    (base / "models" / "controlnet" / controlnet.name).symlink_to(controlnet)
-    control_image(base / "input" / CONTROLNET_WF["8"]["inputs"]["image"])
-    device = ComfyServer("device", base)
-    cloud.checkpoint = cloud_ckpt.name  # what the shipped workflows' cloud_checkpoint becomes here
-    with running(cloud, device):
-        cloud.require_nodes("ObCLIPServerSampler", "ObCLIPServerReturn")
-        device.require_nodes("ObCLIPEncodeRealPrompt", "ObCLIPHandoffSigmas", "ObCLIPDeviceFinisher",
-                             "ControlNetApplyAdvanced", "SamplerCustomAdvanced")
-        yield cloud, device, device_ckpt.name, full_device.name, controlnet.name
+def servers(sd15_servers):
+    """The shared SD1.5 pair's servers (tests/integration/sd15_servers.py). The ControlNet needs the full SD1.5
+    UNet's skip connections (BK-SDM-Small has one res block a stage), so its device model is the published
+    SD1.5 architecture: the cloud's file, which the device lists under the cloud's name."""
+    cloud, device = sd15_servers.cloud, sd15_servers.device
+    control_image(device.base / "input" / CONTROLNET_WF["8"]["inputs"]["image"])
+    cloud.checkpoint = CLOUD_NAME  # what the shipped workflows' cloud_checkpoint becomes here
+    return cloud, device, DEVICE_NAME, CLOUD_NAME, sd15_servers.controlnet
 
 
 def prepared(wf: dict, cloud: ComfyServer, ckpt: str) -> dict:

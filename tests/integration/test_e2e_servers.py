@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load as st_load
 
+sys.path.insert(0, str(Path(__file__).parent))  # siblings: the shared servers and their history helpers
+from sd15_servers import cloud_entries, cloud_ids  # noqa: E402
+
 from obclip_nodes.harness.host import REPO
 from obclip_nodes.harness.queue import run_workflow
-from obclip_nodes.harness.servers import ComfyServer, prepare_base, running
+from obclip_nodes.harness.servers import ComfyServer
 
 pytestmark = pytest.mark.servers
 
@@ -24,17 +29,10 @@ MARKER = "client-workflow-marker-7f3a"  # stands for the client's UI workflow / 
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory, sd15_pair):
-    cloud_ckpt, device_ckpt = sd15_pair
-    names = {WORKFLOW["4"]["inputs"]["cloud_checkpoint"]: cloud_ckpt, WORKFLOW["1"]["inputs"]["ckpt_name"]: device_ckpt}
-    cloud_name = WORKFLOW["4"]["inputs"]["cloud_checkpoint"]
-    cloud = ComfyServer("cloud", prepare_base(tmp_path_factory.mktemp("cloud"), {cloud_name: cloud_ckpt}))
-    # the device also holds the cloud model, only so the test can run the single-prompt baseline there
-    device = ComfyServer("device", prepare_base(tmp_path_factory.mktemp("device"), names))
-    with running(cloud, device):
-        cloud.require_nodes("ObCLIPServerSampler", "ObCLIPServerReturn")
-        device.require_nodes("ObCLIPCandidateExpander", "ObCLIPCloudPartialSampler", "ObCLIPDeviceFinisher")
-        yield cloud, device
+def servers(sd15_servers):
+    """The shared SD1.5 pair's servers (tests/integration/sd15_servers.py); the device also lists the cloud
+    model, only so the test can run the single-prompt baseline there."""
+    return sd15_servers.cloud, sd15_servers.device
 
 
 def obclip_graph(cloud_url: str, prompt: str) -> dict:
@@ -77,10 +75,6 @@ def fetch_latent(server: ComfyServer, ui: dict) -> torch.Tensor:
     return st_load(server.view(f["filename"], f["subfolder"], f["type"]))["latent_tensor"]
 
 
-def cloud_entries(cloud: ComfyServer) -> list[dict]:
-    return list(cloud.get("/history").values())
-
-
 def public_view(entry: dict) -> str:
     """The cloud's record of one request, minus the random client id, the random result key (its hash;
     fresh per request like the prompt id) and the server's timestamp."""
@@ -94,12 +88,13 @@ def public_view(entry: dict) -> str:
 def test_hybrid_workflow_end_to_end_and_what_the_cloud_saw(servers):
     cloud, device = servers
     real = "portrait photo of a young woman in a red coat"
+    before = cloud_ids(cloud)  # the servers are shared: what other modules sent is not this run's
     _, hist = run_workflow(device.url, obclip_graph(cloud.url, real),
                            extra_data={"extra_pnginfo": {"workflow": {"note": MARKER}}})
     report = hist["outputs"]["4"]["obclip_report"][0]
 
     # 1. the cloud got exactly one request, made of the pack's server nodes only, with no client data
-    entries = cloud_entries(cloud)
+    entries = cloud_entries(cloud, since=before)
     assert len(entries) == 1
     graph, extra = entries[0]["prompt"][2], entries[0]["prompt"][3]
     assert {n["class_type"] for n in graph.values()} == SERVER_NODES
@@ -127,7 +122,7 @@ def test_hybrid_workflow_end_to_end_and_what_the_cloud_saw(servers):
     # 4. another real candidate from the same set: the cloud's record is identical
     run_workflow(device.url, obclip_graph(cloud.url, other),
                  extra_data={"extra_pnginfo": {"workflow": {"note": MARKER + "-2"}}})
-    entries = cloud_entries(cloud)
+    entries = cloud_entries(cloud, since=before)
     assert len(entries) == 2
     assert public_view(entries[0]) == public_view(entries[1])
     assert entries[0]["prompt"][1] != entries[1]["prompt"][1]  # fresh random prompt ids, nothing else differs
