@@ -3,10 +3,10 @@
 Why: the suite runs the published architectures (full-size SD1.5, BK-SDM, the SDXL family, their VAEs) at
 4x4 to 8x8 latents, where a convolution costs what reading its weights costs. With oneDNN and NNPACK off (see
 comfy_main.py), PyTorch's CPU path (`_slow_conv2d_forward`) runs im2col and a matrix product per IMAGE, so
-each row of a batch reads every weight again: an SD1.5 UNet call at a 4x4 latent took 0.39 / 0.91 / 2.04 s at
-2 / 6 / 16 rows on the 2-core test machine, and this path takes 0.37 / 0.56 / 0.86 s. The result is the same
+each row of a batch reads every weight again: an SD1.5 UNet call at a 4x4 latent took 0.43 / 0.88 / 2.04 s at
+2 / 6 / 16 rows on the 2-core test machine, and 0.40 / 0.57 / 0.81 s with this path. The result is the same
 convolution (same operands, one product instead of B): tests/unit/test_batched_conv.py holds it to
-F.conv2d on every convolution shape of the architectures the suite runs.
+F.conv2d, and to PyTorch's own accuracy, on the SD-family UNet and VAE convolution shapes.
 
 It replaces torch.nn.functional.conv2d in the test process (tests/conftest.py) and in every server the
 harness starts (comfy_main.py); users' servers and the demo never load this file. Anything it does not cover

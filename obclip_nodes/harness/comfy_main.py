@@ -6,8 +6,8 @@ convolution weights: a full-size SD1.5 UNet call took 1.19 s with it and 0.33 s 
 machine. NNPACK is off too: without oneDNN, PyTorch hands batches of 16 rows and more (N = 8 with CFG) to
 NNPACK, which took 8.3 s for the same call at 16 rows where the plain im2col path takes 2.0 s (at 2 and 6 rows
 the two are the same path: 0.40 s and 0.84 s). On that path every image of a batch reads all the weights again, so
-the launcher also installs batched_conv.py (one matrix product for the whole batch: 0.37 / 0.56 / 0.86 s at
-2 / 6 / 16 rows). Everything else is ComfyUI's own start-up; users' servers never
+the launcher also installs batched_conv.py (one matrix product for the whole batch where the weights dominate:
+0.40 / 0.57 / 0.81 s at 2 / 6 / 16 rows). Everything else is ComfyUI's own start-up; users' servers never
 run this file.
 
 Usage (cwd = the ComfyUI tree): python /path/to/comfy_main.py [main.py arguments]. Run as a file, not with -m,
