@@ -50,7 +50,6 @@ def servers(sd15_servers):
     SD1.5 architecture: the cloud's file, which the device lists under the cloud's name."""
     cloud, device = sd15_servers.cloud, sd15_servers.device
     control_image(device.base / "input" / CONTROLNET_WF["8"]["inputs"]["image"])
-    cloud.checkpoint = CLOUD_NAME  # what the shipped workflows' cloud_checkpoint becomes here
     return cloud, device, DEVICE_NAME, CLOUD_NAME, sd15_servers.controlnet
 
 
@@ -58,7 +57,7 @@ def prepared(wf: dict, cloud: ComfyServer, ckpt: str) -> dict:
     g = copy.deepcopy(wf)
     g["1"]["inputs"]["ckpt_name"] = ckpt
     g["2"]["inputs"]["prompt"] = REAL
-    g["4"]["inputs"].update(server_url=cloud.url, cloud_checkpoint=cloud.checkpoint, **SIZE)
+    g["4"]["inputs"].update(server_url=cloud.url, cloud_checkpoint=CLOUD_NAME, **SIZE)  # the shared cloud's name
     return g
 
 
