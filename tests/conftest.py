@@ -97,6 +97,8 @@ def comfy_root():
     root = import_comfy()
     import comfy.utils
     comfy.utils.PROGRESS_BAR_ENABLED = False
+    from obclip_nodes.harness import encode_memo
+    encode_memo.install()  # each prompt encoded once per text encoder (harness/encode_memo.py says why)
     return root
 
 

@@ -7,7 +7,8 @@ machine. NNPACK is off too: without oneDNN, PyTorch hands batches of 16 rows and
 NNPACK, which took 8.3 s for the same call at 16 rows where the plain im2col path takes 2.0 s (at 2 and 6 rows
 the two are the same path: 0.40 s and 0.84 s). On that path every image of a batch reads all the weights again, so
 the launcher also installs batched_conv.py (one matrix product for the whole batch where the weights dominate:
-0.40 / 0.57 / 0.81 s at 2 / 6 / 16 rows). Everything else is ComfyUI's own start-up; users' servers never
+0.40 / 0.57 / 0.81 s at 2 / 6 / 16 rows), and encode_memo.py (each text encoded once per server: a
+77-token CLIP pass costs as much as a UNet call at these latents). Everything else is ComfyUI's own start-up; users' servers never
 run this file.
 
 Usage (cwd = the ComfyUI tree): python /path/to/comfy_main.py [main.py arguments]. Run as a file, not with -m,
@@ -40,6 +41,7 @@ def main() -> None:
     torch.backends.mkldnn.enabled = False
     torch.backends.nnpack.set_flags(False)
     _load_beside("batched_conv").install()
+    _load_beside("encode_memo").install_after_import()  # once ComfyUI imports comfy.sd, never before
     runpy.run_path(sys.argv[0], run_name="__main__")
 
 
