@@ -18,6 +18,7 @@ Usage: python tests/integration/device_side_models.py OUT_DIR
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import zlib
@@ -98,7 +99,7 @@ def ensure() -> Path:
 
 if __name__ == "__main__":
     final = Path(sys.argv[1]) / CONTROLNET_FILE
-    tmp = final.with_suffix(".tmp")
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")  # per process, as in test_models: runs at once never clash
     build_controlnet(tmp)
     tmp.replace(final)
     print(final)
