@@ -16,43 +16,52 @@ OPERATOR, ALICE, BOB = "lb-operator-0123456789abcdef", "lb-alice-0123456789abcde
 CLIENTS, RUNS = 8, 2
 
 
-def test_two_workers_behind_haproxy_every_result_arrives(tmp_path, monkeypatch):
-    tenants = tmp_path / "tenants.json"
+class Worker(ComfyServer):
+    def get(self, path, timeout=10.0):
+        import urllib.request
+        r = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {OPERATOR}"})
+        with urllib.request.urlopen(r, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    """Two workers for both tests (the second kills one, so it runs last): each test reads only the history
+    its own runs added."""
+    root = tmp_path_factory.mktemp("lb-workers")
+    tenants = root / "tenants.json"
     tenants.write_text(json.dumps({"operator": OPERATOR, "clients": {"alice": ALICE, "bob": BOB}}))
-
-    class Worker(ComfyServer):
-        def get(self, path, timeout=10.0):
-            import urllib.request
-            r = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {OPERATOR}"})
-            with urllib.request.urlopen(r, timeout=timeout) as resp:
-                return json.loads(resp.read() or b"{}")
-
     # one CPU thread per worker (one GPU per worker in production); two workers share this machine
     env = {"OBCLIP_SERVER_TENANTS_FILE": str(tenants), "OBCLIP_MINIWORLD": "1", "OMP_NUM_THREADS": "1"}
-    workers = [Worker(f"w{i}", prepare_base(tmp_path / f"w{i}"), env=env) for i in range(2)]
+    pair = [Worker(f"w{i}", prepare_base(root / f"w{i}"), env=env) for i in range(2)]
     try:
-        start_together(*workers)
-        with HAProxy([w.url for w in workers], tmp_path) as lb:
-            # each tenant's token is scoped to the balancer's URL; the two tenants run side by side
-            plan = mini_plans(CLIENTS, RUNS)
-            # two tenants side by side; each token is scoped to its own name of the balancer
-            secrets = tmp_path / "secrets.json"
-            bob_url = lb.url.replace("127.0.0.1", "localhost")
-            secrets.write_text(json.dumps({"servers": {lb.url: {"token": ALICE}, bob_url: {"token": BOB}}}))
-            monkeypatch.setenv("OBCLIP_SECRETS_FILE", str(secrets))
-            for k in ("OBCLIP_CLOUD_TOKEN", "OBCLIP_CLOUD_URL", "OBCLIP_CLOUD_BASIC"):
-                monkeypatch.delenv(k, raising=False)
-
-            async def both():
-                groups = await asyncio.gather(
-                    many_clients(lb.url, plan[: CLIENTS // 2], request_timeout=60, total_timeout=600),
-                    many_clients(bob_url, plan[CLIENTS // 2:], request_timeout=60, total_timeout=600))
-                return [r for group in groups for r in group]
-            results = asyncio.run(both())
-            served = [len(w.get("/history")) for w in workers]
+        start_together(*pair)
+        yield pair
     finally:
-        for w in workers:
+        for w in pair:
             w.stop()
+
+
+def test_two_workers_behind_haproxy_every_result_arrives(workers, tmp_path, monkeypatch):
+    before = [len(w.get("/history")) for w in workers]
+    with HAProxy([w.url for w in workers], tmp_path) as lb:
+        # each tenant's token is scoped to the balancer's URL; the two tenants run side by side
+        plan = mini_plans(CLIENTS, RUNS)
+        # two tenants side by side; each token is scoped to its own name of the balancer
+        secrets = tmp_path / "secrets.json"
+        bob_url = lb.url.replace("127.0.0.1", "localhost")
+        secrets.write_text(json.dumps({"servers": {lb.url: {"token": ALICE}, bob_url: {"token": BOB}}}))
+        monkeypatch.setenv("OBCLIP_SECRETS_FILE", str(secrets))
+        for k in ("OBCLIP_CLOUD_TOKEN", "OBCLIP_CLOUD_URL", "OBCLIP_CLOUD_BASIC"):
+            monkeypatch.delenv(k, raising=False)
+
+        async def both():
+            groups = await asyncio.gather(
+                many_clients(lb.url, plan[: CLIENTS // 2], request_timeout=60, total_timeout=600),
+                many_clients(bob_url, plan[CLIENTS // 2:], request_timeout=60, total_timeout=600))
+            return [r for group in groups for r in group]
+        results = asyncio.run(both())
+        served = [len(w.get("/history")) - b for w, b in zip(workers, before)]
     flat = [(plan, res) for plans_c, res_c in zip(plan, results) for plan, res in zip(plans_c, res_c)]
     lost = [str(r) for _, r in flat if isinstance(r, Exception)]
     assert lost == [], lost
@@ -64,7 +73,7 @@ def test_two_workers_behind_haproxy_every_result_arrives(tmp_path, monkeypatch):
 
 
 def test_killing_one_of_two_workers_mid_run_loses_no_run_and_every_result_equals_the_uninterrupted_one(
-        tmp_path, monkeypatch):
+        workers, tmp_path, monkeypatch):
     """Issue 23: haproxy in front of two workers; one is killed (SIGKILL) while it runs requests. Every run
     is delivered (the client retries a run lost with its worker on the other one, with a fresh prompt id),
     and each result equals the one the surviving worker computes for the same request without a kill."""
@@ -72,53 +81,37 @@ def test_killing_one_of_two_workers_mid_run_loses_no_run_and_every_result_equals
     import time
 
     import torch
-    tenants = tmp_path / "tenants.json"
-    tenants.write_text(json.dumps({"operator": OPERATOR, "clients": {"alice": ALICE, "bob": BOB}}))
-
-    class Worker(ComfyServer):
-        def get(self, path, timeout=10.0):
-            import urllib.request
-            r = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {OPERATOR}"})
-            with urllib.request.urlopen(r, timeout=timeout) as resp:
-                return json.loads(resp.read() or b"{}")
-
-    env = {"OBCLIP_SERVER_TENANTS_FILE": str(tenants), "OBCLIP_MINIWORLD": "1", "OMP_NUM_THREADS": "1"}
-    workers = [Worker(f"w{i}", prepare_base(tmp_path / f"w{i}"), env=env) for i in range(2)]
+    before = len(workers[1].get("/history"))
     clients, runs = 8, 4
     plan = mini_plans(clients, runs, seed_base=7000, steps=8)
     killed: dict = {}
-    try:
-        start_together(*workers)
-        with HAProxy([w.url for w in workers], tmp_path) as lb:
-            secrets = tmp_path / "secrets.json"
-            secrets.write_text(json.dumps({"servers": {lb.url: {"token": ALICE}, workers[0].url: {"token": ALICE}}}))
-            monkeypatch.setenv("OBCLIP_SECRETS_FILE", str(secrets))
-            for k in ("OBCLIP_CLOUD_TOKEN", "OBCLIP_CLOUD_URL", "OBCLIP_CLOUD_BASIC"):
-                monkeypatch.delenv(k, raising=False)
+    with HAProxy([w.url for w in workers], tmp_path) as lb:
+        secrets = tmp_path / "secrets.json"
+        secrets.write_text(json.dumps({"servers": {lb.url: {"token": ALICE}, workers[0].url: {"token": ALICE}}}))
+        monkeypatch.setenv("OBCLIP_SECRETS_FILE", str(secrets))
+        for k in ("OBCLIP_CLOUD_TOKEN", "OBCLIP_CLOUD_URL", "OBCLIP_CLOUD_BASIC"):
+            monkeypatch.delenv(k, raising=False)
 
-            def kill_when_busy():
-                victim = workers[1]
-                t0 = time.monotonic()
-                while time.monotonic() - t0 < 300:
-                    try:
-                        busy = victim.get("/queue")["queue_running"] and len(victim.get("/history")) >= 2
-                    except OSError:
-                        busy = False
-                    if busy:
-                        killed["pending"] = len(victim.get("/queue")["queue_pending"]) + 1
-                        victim.proc.kill()  # SIGKILL: no goodbye to anyone
-                        victim.proc.wait()
-                        return
-                    time.sleep(0.05)
-            killer = threading.Thread(target=kill_when_busy, daemon=True)
-            killer.start()
-            results = asyncio.run(many_clients(lb.url, plan, request_timeout=30, total_timeout=900))
-            killer.join(10)
-            # the same requests, uninterrupted, on the surviving worker
-            reference = asyncio.run(many_clients(workers[0].url, plan, request_timeout=60, total_timeout=900))
-    finally:
-        for w in workers:
-            w.stop()
+        def kill_when_busy():
+            victim = workers[1]
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 300:
+                try:
+                    busy = victim.get("/queue")["queue_running"] and len(victim.get("/history")) >= before + 2
+                except OSError:
+                    busy = False
+                if busy:
+                    killed["pending"] = len(victim.get("/queue")["queue_pending"]) + 1
+                    victim.proc.kill()  # SIGKILL: no goodbye to anyone
+                    victim.proc.wait()
+                    return
+                time.sleep(0.05)
+        killer = threading.Thread(target=kill_when_busy, daemon=True)
+        killer.start()
+        results = asyncio.run(many_clients(lb.url, plan, request_timeout=30, total_timeout=900))
+        killer.join(10)
+        # the same requests, uninterrupted, on the surviving worker
+        reference = asyncio.run(many_clients(workers[0].url, plan, request_timeout=60, total_timeout=900))
     assert killed.get("pending"), "the worker was never killed mid-run"
     flat = [(req, res, ref) for reqs, res_c, ref_c in zip(plan, results, reference)
             for req, res, ref in zip(reqs, res_c, ref_c)]
