@@ -8,8 +8,8 @@ NNPACK, which took 8.3 s for the same call at 16 rows where the plain im2col pat
 the two are the same path: 0.40 s and 0.84 s). On that path every image of a batch reads all the weights again, so
 the launcher also installs batched_conv.py (one matrix product for the whole batch where the weights dominate:
 0.40 / 0.57 / 0.81 s at 2 / 6 / 16 rows), and encode_memo.py (each text encoded once per server: a
-77-token CLIP pass costs as much as a UNet call at these latents). Everything else is ComfyUI's own start-up; users' servers never
-run this file.
+77-token CLIP pass costs as much as a UNet call at these latents). Everything else is ComfyUI's own start-up;
+users' servers never run this file.
 
 Usage (cwd = the ComfyUI tree): python /path/to/comfy_main.py [main.py arguments]. Run as a file, not with -m,
 so the server imports nothing of the pack's lab code (test_shipped_pack checks that).

@@ -111,13 +111,6 @@ def install(sd_module=None) -> None:
     clip_cls.encode_from_tokens = wrapped
 
 
-def uninstall() -> None:
-    import comfy.sd
-    if _ORIGINAL is not None and getattr(comfy.sd.CLIP.encode_from_tokens, "_obclip_memo", False):
-        comfy.sd.CLIP.encode_from_tokens = _ORIGINAL
-    _MEMO.clear()
-
-
 def install_after_import() -> None:
     """For a process that has not imported ComfyUI yet (the lab launcher): install as soon as comfy.sd is
     imported, without importing it early (ComfyUI parses its command line when comfy.cli_args loads)."""
