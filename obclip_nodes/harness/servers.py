@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from . import server_forker
 from .host import REPO, comfyui_dir
 
 PACK_LINK = "obclip"  # the folder name ComfyUI imports the pack under
@@ -131,10 +132,12 @@ class ComfyServer(ManagedProcess):
             front.mkdir(exist_ok=True)
             cmd += ["--front-end-root", str(front)]
         # Lab servers list the demo's mini-world checkpoints (opt-in for users); a test passes "0" to see stock.
-        env = {"OBCLIP_MINIWORLD": "1", **os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
+        base_env = {"OBCLIP_MINIWORLD": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**base_env, **(self.env or {})}
         self._log = open(self.log_path, "ab")
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(cmd, cwd=str(root), stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        # a lab server is a fork of the session's server forker where its settings allow (server_forker.py)
+        self.proc = server_forker.launch(cmd, str(root), env, self._log, base_env=base_env)
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} ComfyUI exited with {self.proc.returncode} during start-up; "
