@@ -33,11 +33,22 @@ for a in "$@"; do
   elif [ -e "${a%%::*}" ]; then paths+=("$a"); else opts+=("$a"); fi
 done
 
-declare -a names pys trees
-for h in "${hosts[@]}"; do
-  line=$(scripts/setup.sh "$h" | tail -n 1) || { echo "test: setting up host '$h' failed" >&2; exit 1; }
-  IFS=$'\t' read -r py tree version <<<"$line"
-  names+=("$version") pys+=("$py") trees+=("$tree")
+declare -a names pys trees setup_pids
+setup_host() {  # index: set up (or check: a few seconds) host i, into "$LOGS/setup-$i.line"
+  ( set -o pipefail; scripts/setup.sh "${hosts[$1]}" | tail -n 1 >"$LOGS/setup-$1.line" )
+}
+need_host() {  # index: host i's python, tree and version, once its setup ended
+  [ -z "${names[$1]:-}" ] || return 0
+  if [ -n "${setup_pids[$1]:-}" ]; then wait "${setup_pids[$1]}"; else setup_host "$1"; fi \
+    || { echo "test: setting up host '${hosts[$1]}' failed" >&2; exit 1; }
+  IFS=$'\t' read -r py tree version <"$LOGS/setup-$1.line"
+  names[$1]=$version pys[$1]=$py trees[$1]=$tree
+}
+need_host 0
+# the other hosts are set up in the background, after the first (apt-get runs one at a time), while the
+# first host's tests run; each is waited for before its own tests
+for i in "${!hosts[@]}"; do
+  [ "$i" -eq 0 ] || { setup_host "$i" & setup_pids[$i]=$!; }
 done
 
 summary=() failed=0
@@ -88,7 +99,10 @@ finish_background() {
 }
 
 if [ ${#paths[@]} -gt 0 ]; then
-  for i in "${!names[@]}"; do phase "ComfyUI ${names[$i]}" "${pys[$i]}" "${trees[$i]}" "${paths[@]}" "${opts[@]}"; done
+  for i in "${!hosts[@]}"; do
+    need_host "$i"
+    phase "ComfyUI ${names[$i]}" "${pys[$i]}" "${trees[$i]}" "${paths[@]}" "${opts[@]}"
+  done
 else
   t0=$SECONDS
   if "${pys[0]}" -m ruff check . >"$LOGS/lint.log" 2>&1; then
@@ -99,11 +113,13 @@ else
   fi
   phase_in_background "unit (no ComfyUI, run once)" "${pys[0]}" "${trees[0]}" tests/unit "${opts[@]}"
   if [ $quick -eq 1 ]; then
-    for i in "${!names[@]}"; do  # the unit tests run on beside both hosts' one run each
+    for i in "${!hosts[@]}"; do  # the unit tests run on beside both hosts' one run each
+      need_host "$i"
       phase "ComfyUI ${names[$i]} (quick: one e2e)" "${pys[$i]}" "${trees[$i]}" "$QUICK_E2E" "${opts[@]}"
     done
   else
-    for i in "${!names[@]}"; do
+    for i in "${!hosts[@]}"; do
+      need_host "$i"
       phase "ComfyUI ${names[$i]} (${trees[$i]##*/})" "${pys[$i]}" "${trees[$i]}" tests/integration tests/browser "${opts[@]}"
       [ "$i" -gt 0 ] || finish_background  # before the second host: its tests are not slowed by them
     done

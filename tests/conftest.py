@@ -43,6 +43,9 @@ def pytest_collection_modifyitems(session, config, items):
     for item in reversed(items):
         needed = needed | uses[_module_of(item)]
         _NEEDED_FROM[item.nodeid] = needed
+    if any(item.get_closest_marker("servers") for item in items):
+        from obclip_nodes.harness import servers
+        servers.prestart_forker()  # its imports run beside the session's first, single-threaded steps
 
 
 @pytest.hookimpl(hookwrapper=True)

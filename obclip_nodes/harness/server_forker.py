@@ -10,8 +10,12 @@ Only a server whose environment differs from the forker's in settings the librar
 (OBCLIP_*, and OMP_NUM_THREADS, which the child applies with torch.set_num_threads) is forked; any other
 server is started as a fresh process (launch()). Users' servers and the demo never run this file.
 
-Two halves in one file: launch()/ForkedProcess run in the test process; serve() runs when this file is the
-program (`python server_forker.py`, cwd = the ComfyUI tree): run as a file, so it imports nothing of the pack.
+run_python() gives the tests that check what a fresh interpreter imports (no lab code, no diffusers) the same
+start-up: its child imported only the third-party libraries above.
+
+Two halves in one file: launch(), run_python() and ForkedProcess run in the test process; serve() runs when
+this file is the program (`python server_forker.py`, cwd = the ComfyUI tree): run as a file, so it imports
+nothing of the pack.
 """
 from __future__ import annotations
 
@@ -35,7 +39,9 @@ PREIMPORT = (
     "transformers.models.clip", "tokenizers", "scipy.signal", "scipy.ndimage", "scipy.stats", "scipy.optimize",
     "scipy.interpolate", "scipy.spatial", "kornia", "spandrel", "av", "PIL.Image", "PIL.PngImagePlugin",
     "aiohttp.web", "yaml", "psutil", "requests", "pydantic", "pydantic_settings", "sqlalchemy.orm",
-    "alembic.command", "alembic.config", "mako.template", "huggingface_hub", "blake3",
+    "alembic.command", "alembic.config", "mako.template", "huggingface_hub", "blake3", "simpleeval", "sqlite3",
+    "comfy_kitchen", "comfy_aimdo", "OpenGL.GL", "comfyui_workflow_templates", "comfyui_embedded_docs",
+    "comfyui_frontend_package",
 )
 # what a server's environment may set differently from the forker's: nothing the libraries above read at import
 FORKABLE_ENV_PREFIX = "OBCLIP_"
@@ -126,12 +132,12 @@ class _Forker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def spawn(self, cmd: list, cwd: str, env: dict, log_fd: int) -> ForkedProcess:
+    def spawn(self, cmd: list, cwd: str, env: dict, stdout_fd: int, stderr_fd: int) -> ForkedProcess:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(self.sock_path)
         request = {"argv": cmd[1:], "cwd": cwd, "env": env}
-        # the log file travels as a descriptor (SCM_RIGHTS): the server writes where a Popen'd one would
-        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [log_fd])
+        # the output files travel as descriptors (SCM_RIGHTS): the child writes where a Popen'd one would
+        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [stdout_fd, stderr_fd])
         reply = b""
         while not reply.endswith(b"\n"):
             chunk = conn.recv(64)
@@ -156,20 +162,56 @@ _forkers: dict[tuple, _Forker] = {}
 _forkers_lock = threading.Lock()
 
 
+def _forker(python: str, root: str, base_env: dict, env: dict) -> _Forker | None:
+    """This session's forker for that Python and ComfyUI tree (started with `base_env` on first use), or None
+    where a child with `env` must be a fresh process (OBCLIP_LAB_FORK=0, or settings the libraries read)."""
+    if os.environ.get("OBCLIP_LAB_FORK", "1") == "0":
+        return None
+    with _forkers_lock:
+        forker = _forkers.get((python, root))
+        if forker is None or not forker.alive():
+            forker = _forkers[(python, root)] = _Forker(python, root, base_env)
+    return forker if env_forkable(env, forker.env) else None
+
+
+def prestart(python: str, root: str, base_env: dict) -> None:
+    """Start the forker for that Python and tree now (its imports take seconds), unless forking is off."""
+    _forker(python, root, base_env, base_env)
+
+
 def launch(cmd: list, cwd: str, env: dict, log, *, base_env: dict):
-    """Start `cmd` (python comfy_main.py ARGS) with stdout and stderr to the open file `log`: a fork of this
-    session's forker for that Python and tree (started with `base_env` on first use) when `env` differs from
-    the forker's environment only in forkable settings, else a fresh process."""
-    fresh = os.environ.get("OBCLIP_LAB_FORK", "1") == "0" or not cmd[1].endswith("comfy_main.py")
-    forker = None
-    if not fresh:
-        with _forkers_lock:
-            forker = _forkers.get((cmd[0], cwd))
-            if forker is None or not forker.alive():
-                forker = _forkers[(cmd[0], cwd)] = _Forker(cmd[0], cwd, base_env)
-    if forker is None or not env_forkable(env, forker.env):
+    """Start `cmd` (python comfy_main.py ARGS, cwd = the ComfyUI tree) with stdout and stderr to the open file
+    `log`: a fork of the session's forker where `env` allows, else a fresh process."""
+    forker = _forker(cmd[0], cwd, base_env, env) if cmd[1].endswith("comfy_main.py") else None
+    if forker is None:
         return subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    return forker.spawn(cmd, cwd, env, log.fileno())
+    return forker.spawn(cmd, cwd, env, log.fileno(), log.fileno())
+
+
+def run_python(code: str, *, root, cwd, timeout: float) -> subprocess.CompletedProcess:
+    """`python -c code` (this Python, the test process's environment, cwd) as a fork of the session's forker
+    for the ComfyUI tree `root`: an interpreter that imported third-party libraries only, none of ComfyUI or
+    the pack (what a test of 'a fresh interpreter imports X' needs). A fresh process where forking is off."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    forker = _forker(sys.executable, str(root), env, env)
+    if forker is None:
+        return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    with tempfile.TemporaryDirectory(prefix="obclip-run-") as tmp:
+        script = os.path.join(tmp, "code.py")
+        with open(script, "w") as f:
+            f.write(code)
+        with open(os.path.join(tmp, "out"), "w+") as out, open(os.path.join(tmp, "err"), "w+") as err:
+            cmd = [sys.executable, script]
+            proc = forker.spawn(cmd, str(cwd), env, out.fileno(), err.fileno())
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
 
 
 def stop_all() -> None:
@@ -184,7 +226,7 @@ atexit.register(stop_all)
 
 # ----- the forker itself (this file as the program) -----
 
-def _run_child(request: dict, log_fd: int, close_fds: list) -> None:
+def _run_child(request: dict, out_fds: list, close_fds: list) -> None:
     """In the forked child: become the server a fresh `python comfy_main.py ARGS` would have been."""
     for fd in close_fds:
         os.close(fd)
@@ -193,10 +235,11 @@ def _run_child(request: dict, log_fd: int, close_fds: list) -> None:
         signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)  # replaces the forker's stdin (its lifeline to the test process)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
+    os.dup2(out_fds[0], 1)
+    os.dup2(out_fds[1], 2)
     os.close(devnull)
-    os.close(log_fd)
+    for fd in set(out_fds):
+        os.close(fd)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -256,7 +299,7 @@ def serve(sock_path: str) -> None:
             break  # the test process is gone
         if listener in readable:
             conn, _ = listener.accept()
-            msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 1)
+            msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)
             while not msg.endswith(b"\n"):
                 more = conn.recv(1 << 20)
                 if not more:
@@ -268,7 +311,7 @@ def serve(sock_path: str) -> None:
             pid = os.fork()
             if pid == 0:
                 try:
-                    _run_child(request, fds[0], [listener.fileno(), wake_r, wake_w, conn.fileno(),
+                    _run_child(request, fds, [listener.fileno(), wake_r, wake_w, conn.fileno(),
                                                  *(c.fileno() for c in children.values())])
                     code = 0
                 except SystemExit as e:
@@ -280,7 +323,8 @@ def serve(sock_path: str) -> None:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-            os.close(fds[0])
+            for fd in fds:
+                os.close(fd)
             conn.sendall(f"pid {pid}\n".encode())
             children[pid] = conn
     for pid in list(children):  # the session ended: its servers end with it

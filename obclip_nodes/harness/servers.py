@@ -101,6 +101,20 @@ def running(*procs: ManagedProcess):
             p.stop()
 
 
+def lab_env() -> dict:
+    """A lab server's environment before its own settings: lab servers list the demo's mini-world checkpoints
+    (opt-in for users; a test passes OBCLIP_MINIWORLD=0 to see stock)."""
+    return {"OBCLIP_MINIWORLD": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def prestart_forker() -> None:
+    """Start this session's server forker now, in the background (its imports overlap whatever the session
+    does first): a test session that starts lab servers calls this once it knows it will."""
+    root = comfyui_dir()
+    threading.Thread(target=server_forker.prestart, args=(sys.executable, str(root), lab_env()),
+                     daemon=True).start()
+
+
 # The test suite turns this off (tests/conftest.py): see comfy_main.py. The demo keeps a user's setting.
 ONEDNN_CONVOLUTIONS = True
 
@@ -131,8 +145,7 @@ class ComfyServer(ManagedProcess):
                 "OBCLIP_FRONTEND", "") != "1":
             front.mkdir(exist_ok=True)
             cmd += ["--front-end-root", str(front)]
-        # Lab servers list the demo's mini-world checkpoints (opt-in for users); a test passes "0" to see stock.
-        base_env = {"OBCLIP_MINIWORLD": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
+        base_env = lab_env()
         env = {**base_env, **(self.env or {})}
         self._log = open(self.log_path, "ab")
         t0 = time.monotonic()

@@ -1,19 +1,16 @@
 """The Candidate Expander's privacy badge in its three states, in the real frontend (Debian's Chromium via
-Playwright, a real ComfyUI 0.3.75 with the pack): protected (green), refused (slate: nothing is sent) and
-explicitly allowed (red, listing the words the server reads). Screenshots: tests/browser/artifacts/badge-*.png
+Playwright, the browser tests' real ComfyUI with the pack): protected (green), refused (slate: nothing is sent)
+and explicitly allowed (red, listing the words the server reads). Screenshots: tests/browser/artifacts/badge-*.png
 (the committed copies in docs/images/ come from this test)."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from obclip_nodes.harness.servers import ComfyServer, prepare_base
-
-from .test_ui import ARTIFACTS, CHROMIUM, FLAGS, _frontend_root
+from .frontend import ARTIFACTS
 
 pytestmark = pytest.mark.servers
 
@@ -22,41 +19,25 @@ SENSITIVE = "portrait photo of a Muslim woman wearing a hijab, soft light"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    base = prepare_base(tmp_path_factory.mktemp("badge"))     # the expander needs no models
-    settings = base / "user" / "default"
-    settings.mkdir(parents=True, exist_ok=True)
-    (settings / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
-    with ComfyServer("badge", base, extra_args=["--front-end-root", _frontend_root()]) as s:
-        s.require_nodes("ObCLIPCandidateExpander")
-        yield s
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium (scripts/setup.sh)")
-    from playwright.sync_api import sync_playwright
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        pg = browser.new_page(viewport={"width": 1300, "height": 760})
-        pg.goto(server.url, wait_until="domcontentloaded", timeout=90_000)
-        pg.wait_for_function("() => window.app?.graph && window.LiteGraph && "
-                             "window.app.extensions?.some(e => e.name === 'obclip.nodes')", timeout=90_000)
-        pg.evaluate("""() => {
-          window.app.graph.clear();
-          const n = window.LiteGraph.createNode('ObCLIPCandidateExpander');
-          n.pos = [30, 150]; n.size = [760, 330];
-          window.app.graph.add(n);
-          window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [90, 20];
-          window.obclipNode = n;
-          const strips = [...document.querySelectorAll('div')].filter(el => el.innerText?.includes('Introducing')
-              && el.getBoundingClientRect().height < 80);
-          if (strips.length) strips[0].style.display = 'none';
-        }""")
-        yield pg
-        browser.close()
+def page(device, browser):
+    """A page of its own on the browser tests' device server (the expander needs no models)."""
+    pg = browser.new_page(viewport={"width": 1300, "height": 760})
+    pg.goto(device.url, wait_until="domcontentloaded", timeout=90_000)
+    pg.wait_for_function("() => window.app?.graph && window.LiteGraph && "
+                         "window.app.extensions?.some(e => e.name === 'obclip.nodes')", timeout=90_000)
+    pg.evaluate("""() => {
+      window.app.graph.clear();
+      const n = window.LiteGraph.createNode('ObCLIPCandidateExpander');
+      n.pos = [30, 150]; n.size = [760, 330];
+      window.app.graph.add(n);
+      window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [90, 20];
+      window.obclipNode = n;
+      const strips = [...document.querySelectorAll('div')].filter(el => el.innerText?.includes('Introducing')
+          && el.getBoundingClientRect().height < 80);
+      if (strips.length) strips[0].style.display = 'none';
+    }""")
+    yield pg
+    pg.close()
 
 
 def _set(page, prompt: str, allow: bool) -> dict:

@@ -8,100 +8,32 @@ No browser is downloaded: scripts/setup.sh installs Debian's chromium. Without i
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from obclip_nodes.harness.host import REPO
-from obclip_nodes.harness.servers import ComfyServer, prepare_base
+
+from .frontend import ARTIFACTS
 
 pytestmark = pytest.mark.servers
 
-CHROMIUM = "/usr/bin/chromium"
-# Playwright adds --headless and a fresh temporary --user-data-dir itself
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS_ROOT = Path(__file__).parent / "artifacts"
 UI_FILES = sorted((REPO / "workflows").glob("*.json"))
 TWO_ATTRIBUTES = "portrait photo of a young woman in a red coat"  # one cell of age (4 values) x gender (2): N = 8
 
 
-def _frontend_root() -> str:
-    import comfyui_frontend_package
-    return str(Path(comfyui_frontend_package.__file__).parent / "static")
-
-
 @pytest.fixture(scope="module")
-def device(tmp_path_factory, workflow_checkpoints, workflow_diffusers):
-    # every model the shipped workflows name is installed, as for a user who has them (newer frontends
-    # flag a missing model on its loader node)
-    base = prepare_base(tmp_path_factory.mktemp("browser-device"), workflow_checkpoints)
-    (base / "models" / "diffusers").mkdir(parents=True, exist_ok=True)
-    for name, folder in workflow_diffusers.items():
-        (base / "models" / "diffusers" / name).symlink_to(folder)
-    # ControlNet files the device-side workflow names: only listed here (never queued in the browser), and
-    # there is no ControlNet test model, so an empty safetensors file stands in for the installed model
-    import safetensors.torch
-    for name in controlnet_names():
-        (base / "models" / "controlnet").mkdir(parents=True, exist_ok=True)
-        safetensors.torch.save_file({}, str(base / "models" / "controlnet" / name))
-    # input images the shipped workflows load (LoadImage), as a user who has them would
-    from PIL import Image
-    for p in (REPO / "workflows" / "api").glob("*.json"):
-        for n in json.loads(p.read_text()).values():
-            if n["class_type"] == "LoadImage":
-                Image.new("RGB", (64, 64), (128, 96, 64)).save(base / "input" / n["inputs"]["image"])
-    settings = base / "user" / "default"
-    settings.mkdir(parents=True, exist_ok=True)  # a returning user: no first-run template dialog
-    # a returning user who keeps node text at every zoom (1.49 draws wide graphs fitted to the view
-    # without text otherwise; 1.32 reads the older zoom-threshold key)
-    (settings / "comfy.settings.json").write_text(json.dumps({
-        "Comfy.TutorialCompleted": True, "LiteGraph.Canvas.MinFontSizeForLOD": 1,
-        "LiteGraph.Canvas.LowQualityRenderingZoomThreshold": 0.1}))
-    with ComfyServer("browser-device", base, extra_args=["--front-end-root", _frontend_root()]) as s:
-        s.require_nodes("ObCLIPCandidateExpander", "ObCLIPServerSampler")
-        yield s
-
-
-def controlnet_names() -> set[str]:
-    return {n["inputs"]["control_net_name"] for p in (REPO / "workflows" / "api").glob("*.json")
-            for n in json.loads(p.read_text()).values() if isinstance(n["inputs"].get("control_net_name"), str)}
-
-
-def host_version() -> str:
-    from obclip_nodes.harness.host import comfyui_dir
-    return (comfyui_dir() / "comfyui_version.py").read_text().split('__version__ = "')[1].split('"')[0]
-
-
-ARTIFACTS = ARTIFACTS_ROOT / host_version()
-
-
-@pytest.fixture(scope="module")
-def page(device, tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium (scripts/setup.sh runs "
-                    "'apt-get install -y chromium'; it failed or was skipped). Install it and re-run.")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("the Python package 'playwright' is missing from the venv (requirements-dev.txt); "
-                    "re-run scripts/setup.sh")
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=FLAGS)
-        pg = browser.new_page(viewport={"width": 2400, "height": 1350})  # fit-view keeps text legible
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(device.url, wait_until="domcontentloaded", timeout=90_000)
-        pg.wait_for_function("() => window.app?.graph && window.LiteGraph && "
-                             "window.app.extensions?.some(e => e.name === 'obclip.nodes')", timeout=90_000)
-        pg.page_errors = errors
-        yield pg
-        browser.close()
+def page(device, browser):
+    pg = browser.new_page(viewport={"width": 2400, "height": 1350})  # fit-view keeps text legible
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(device.url, wait_until="domcontentloaded", timeout=90_000)
+    pg.wait_for_function("() => window.app?.graph && window.LiteGraph && "
+                         "window.app.extensions?.some(e => e.name === 'obclip.nodes')", timeout=90_000)
+    pg.page_errors = errors
+    yield pg
+    pg.close()
 
 
 LOAD = """async (wf) => {

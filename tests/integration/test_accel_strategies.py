@@ -123,9 +123,10 @@ def test_runtime_accounting_equals_counted_flops_and_separate_cond_calls(comfy_r
         cfg = REAL_UNETS[arch]
         unet = meta_unet(cfg)
         install_attention(unet)
-        plain = count_run(unet, cfg, None, n=3, k=4, latent=(4, 8, 8))
+        # k = 3 steps: the full step 0, the attention caches' step 1 and the block skip's step 2
+        plain = count_run(unet, cfg, None, n=3, k=3, latent=(4, 8, 8))
         for separate in modes:
-            r = count_run(unet, cfg, AccelerationSettings.all_on(cache_point=1, skip_point=2), n=3, k=4,
+            r = count_run(unet, cfg, AccelerationSettings.all_on(cache_point=1, skip_point=2), n=3, k=3,
                           latent=(4, 8, 8), separate=separate)
             assert r["accounted_full_flops"] == pytest.approx(plain["total_flops"], rel=1e-9)
             assert r["accounted_run_flops"] == pytest.approx(r["total_flops"], rel=1e-9)

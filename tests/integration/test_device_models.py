@@ -153,10 +153,8 @@ def test_host_seam(comfy_root, tmp_path):
 
 def test_the_runtime_loader_does_not_need_diffusers(comfy_root):
     """diffusers is the reference in tests, not a runtime dependency: loading a folder never imports it."""
-    import subprocess
-    import sys
-
     from obclip_nodes.harness.host import REPO
+    from obclip_nodes.harness.server_forker import run_python
     src = test_models.ensure_diffusers("bk-sdm-tiny")
     code = f"""
 import sys
@@ -166,7 +164,6 @@ import obclip_nodes.nodes
 from obclip_nodes.device_models import loader
 print(loader.load({str(src)!r}).detected_as, "diffusers" in sys.modules)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=REPO,
-                         check=False)
+    out = run_python(code, root=comfy_root, cwd=REPO, timeout=600)  # a fresh interpreter, forked
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == ["SD15", "False"]

@@ -1,12 +1,11 @@
 """What a user's ComfyUI gets from the shipped pack: product only, no lab code at node load, and no demo
 models unless asked for."""
 import json
-import subprocess
-import sys
 
 import pytest
 
 from obclip_nodes.harness.host import REPO, comfyui_dir
+from obclip_nodes.harness.server_forker import run_python
 from obclip_nodes.harness.servers import ComfyServer, prepare_base, running
 
 LAB_MODULES = ("obclip_nodes.bench", "obclip_nodes.harness", "obclip_nodes.miniworld")
@@ -22,7 +21,7 @@ import comfy.cli_args; comfy.cli_args.args.cpu = True
 import obclip_nodes.nodes
 print(json.dumps(sorted(m for m in sys.modules if m.startswith("obclip_nodes"))))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    out = run_python(code, root=comfyui_dir(), cwd=REPO, timeout=300)  # a fresh interpreter, forked
     assert out.returncode == 0, out.stderr[-2000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert "obclip_nodes.nodes" in loaded and "obclip_nodes.cloud_server" in loaded

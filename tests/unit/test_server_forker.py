@@ -84,3 +84,13 @@ def test_a_server_whose_environment_the_libraries_read_is_a_fresh_process(tree: 
     assert server_forker.env_forkable({"A": "1", "OBCLIP_X": "1", "OMP_NUM_THREADS": "1"}, {"A": "1"})
     assert not server_forker.env_forkable({"A": "2"}, {"A": "1"})
     assert not server_forker.env_forkable({}, {"PYTORCH_X": "1"})
+
+
+def test_run_python_is_a_fork_with_separate_output_and_no_comfyui_or_pack_modules(tree: Path):
+    code = ("import json, sys\nprint('to stderr', file=sys.stderr)\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('obclip_nodes', 'comfy', "
+            "'diffusers', 'torch'))))\nsys.exit(4)")
+    out = server_forker.run_python(code, root=tree, cwd=tree, timeout=120)
+    assert out.returncode == 4 and out.stderr == "to stderr\n"
+    assert [m for m in json.loads(out.stdout) if not m.startswith("torch")] == []  # torch: preimported
+    assert "torch" in json.loads(out.stdout)  # the forker's libraries: it really was a fork
