@@ -29,10 +29,12 @@ def node_of(graph: dict, class_type: str) -> str:
     return ids[0]
 
 
-def cloud_view(cloud: ComfyServer) -> list[dict]:
-    """What the cloud recorded, per prompt: its graph and extra data (from its own /history)."""
+def cloud_view(cloud: ComfyServer, exclude=frozenset()) -> list[dict]:
+    """What the cloud recorded, per prompt: its graph and extra data (from its own /history), but for the
+    prompt ids in `exclude`."""
     history = cloud.get("/history")
-    return [{"prompt": entry["prompt"][2], "extra_data": entry["prompt"][3]} for entry in history.values()]
+    return [{"prompt": entry["prompt"][2], "extra_data": entry["prompt"][3]} for pid, entry in history.items()
+            if pid not in exclude]
 
 
 def view_digest(view: list[dict]) -> str:
@@ -64,35 +66,54 @@ def start_pair(run_dir: Path, cloud_ckpts=(), device_ckpts=()) -> tuple[ComfySer
 
 def run(argv: list[str]) -> dict:
     ap = argparse.ArgumentParser(prog="python -m obclip_nodes.bench demo")
-    ap.add_argument("--prompt", help="the real prompt (default: the workflow's)")
+    ap.add_argument("--prompt", action="append",
+                    help="the real prompt (default: the workflow's); give it again to run several on one pair of "
+                         "servers (the images: OUT with -1, -2, ... before its suffix)")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--out", default=str(REPO / "demo-output" / "obclip-demo.png"))
     args = ap.parse_args(argv)
+    prompts, out = args.prompt or [None], Path(args.out)
+    outs = [out] if len(prompts) == 1 else [out.with_name(f"{out.stem}-{i + 1}{out.suffix}")
+                                            for i in range(len(prompts))]
+    reports = run_prompts(prompts, seed=args.seed, outs=outs)
+    return reports[0] if len(reports) == 1 else {"ok": all(r["ok"] for r in reports), "runs": reports}
+
+
+def run_prompts(prompts: list, *, seed: int | None = None, outs: list) -> list[dict]:
+    """The demo for each real prompt (None: the workflow's) in turn, on one cloud and device pair; each
+    report holds what the cloud received for that prompt alone."""
     t0 = time.monotonic()
     ckpts = ((), ())  # the mini world's checkpoints ship with the pack
     t_models = time.monotonic() - t0
+    cloud, device = start_pair(CACHE / "runs" / "demo", *ckpts)
+    t_start = time.monotonic() - t0 - t_models
+    try:
+        return [_generate(cloud, device, prompt, seed, Path(out), {"models": round(t_models, 2),
+                                                                   "servers_start": round(t_start, 2)})
+                for prompt, out in zip(prompts, outs)]
+    finally:
+        cloud.stop(), device.stop()
+
+
+def _generate(cloud: ComfyServer, device: ComfyServer, prompt: str | None, seed: int | None, out: Path,
+              timings: dict) -> dict:
+    t0 = time.monotonic()
     graph = json.loads(WORKFLOW.read_text())
     expander, sampler = node_of(graph, "ObCLIPCandidateExpander"), node_of(graph, "ObCLIPCloudPartialSampler")
     save = node_of(graph, "SaveImage")
-    if args.prompt:
-        graph[expander]["inputs"]["prompt"] = args.prompt
-    if args.seed is not None:
-        graph[sampler]["inputs"]["seed"] = args.seed
-    cloud, device = start_pair(CACHE / "runs" / "demo", *ckpts)
-    try:
-        t_start = time.monotonic() - t0 - t_models
-        graph[sampler]["inputs"]["server_url"] = cloud.url
-        t1 = time.monotonic()
-        _, history = run_workflow(device.url, graph)
-        t_run = time.monotonic() - t1
-        images = history["outputs"][save]["images"]
-        png = device.view(images[0]["filename"], images[0]["subfolder"], images[0]["type"])
-        report = history["outputs"][sampler]["obclip_report"][0]
-        view = cloud_view(cloud)
-        cloud_rss = cloud.rss_mib()
-    finally:
-        cloud.stop(), device.stop()
-    out = Path(args.out)
+    if prompt:
+        graph[expander]["inputs"]["prompt"] = prompt
+    if seed is not None:
+        graph[sampler]["inputs"]["seed"] = seed
+    graph[sampler]["inputs"]["server_url"] = cloud.url
+    seen_before = set(cloud.get("/history"))  # the cloud's view of this prompt alone
+    _, history = run_workflow(device.url, graph)
+    t_run = time.monotonic() - t0
+    images = history["outputs"][save]["images"]
+    png = device.view(images[0]["filename"], images[0]["subfolder"], images[0]["type"])
+    report = history["outputs"][sampler]["obclip_report"][0]
+    view = cloud_view(cloud, exclude=seen_before)
+    cloud_rss = cloud.rss_mib()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(png)
     looked = look(png, graph[expander]["inputs"]["prompt"], out)
@@ -115,9 +136,8 @@ def run(argv: list[str]) -> dict:
             "extra_data_keys": sorted({k for v in view for k in v["extra_data"]}),
             "digest": view_digest(view),
         },
-        "timings_s": {"models": round(t_models, 2), "servers_start": round(t_start, 2),
-                      "workflow": round(t_run, 2), "cloud_call": report["timings"],
-                      "total": round(time.monotonic() - t0, 2)},
+        "timings_s": {**timings, "workflow": round(t_run, 2), "cloud_call": report["timings"],
+                      "total": round(sum(timings.values()) + time.monotonic() - t0, 2)},
         "cloud_peak_rss_mib": cloud_rss,
         "image_shows": looked,
     }

@@ -29,17 +29,21 @@ def _two_held_out_variants() -> tuple[Portrait, Portrait]:
 def test_demo_image_shows_the_real_prompt_and_the_cloud_view_does_not_depend_on_it(tmp_path, monkeypatch):
     from obclip_nodes.harness import servers
     monkeypatch.setattr(servers, "ONEDNN_CONVOLUTIONS", True)  # the servers exactly as `./run.sh demo` starts them
-    reports = []
-    for i, portrait in enumerate(_two_held_out_variants()):
-        rep = demo.run(["--prompt", caption(portrait), "--seed", "3", "--out", str(tmp_path / f"demo{i}.png")])
+    variants = _two_held_out_variants()
+    # both on one pair of servers (the demo's --prompt given twice): each report holds its own prompt's view
+    out = demo.run(["--prompt", caption(variants[0]), "--prompt", caption(variants[1]), "--seed", "3",
+                    "--out", str(tmp_path / "demo.png")])
+    assert out["ok"] and len(out["runs"]) == 2
+    reports = out["runs"]
+    for i, (portrait, rep) in enumerate(zip(variants, reports), start=1):
         shows = rep["image_shows"]
         assert rep["real_prompt"] == caption(portrait)
         assert rep["cloud_model"] == "obclip-mini-cloud.safetensors"
         assert rep["n"] == 30 and rep["latent_rows_fetched"] == 30     # age x ethnicity x gender, all fetched
         assert caption(portrait) in rep["candidates"]
         assert {a: shows["matches_real_prompt"][a] for a in PROTECTED} == {a: True for a in PROTECTED}, shows
-        assert (tmp_path / f"demo{i}-x6.png").stat().st_size > 0
-        reports.append(rep)
+        assert (tmp_path / f"demo-{i}-x6.png").stat().st_size > 0
+        assert rep["cloud_received"]["prompts"] == 1  # its own prompt's view only
     first, second = reports
     # the server saw the same thing whichever of the two was real
     assert first["candidates"] == second["candidates"]
