@@ -1,6 +1,7 @@
 """The test servers' launcher (obclip_nodes/harness/comfy_main.py) runs the main.py of its working directory as
-`python main.py` would, with oneDNN and NNPACK convolutions off, the batched convolution installed (harness/batched_conv.py), the text encoding memo
-installed once ComfyUI imports comfy.sd (harness/encode_memo.py) and the harness folder kept off sys.path."""
+`python main.py` would, with oneDNN and NNPACK convolutions off, the batched convolution installed
+(harness/batched_conv.py), the text encoding memo installed once ComfyUI imports comfy.sd
+(harness/encode_memo.py) and the harness folder kept off sys.path."""
 from __future__ import annotations
 
 import json
