@@ -68,11 +68,11 @@ class ForkedProcess:
         self._lock = threading.Lock()
 
     def _read_status(self, timeout: float | None) -> None:
+        # wait outside the lock: a kill() from another thread must not queue behind a wait() in this one
+        if self.returncode is not None or not select.select([self._conn], [], [], timeout)[0]:
+            return
         with self._lock:
-            if self.returncode is not None:
-                return
-            ready, _, _ = select.select([self._conn], [], [], timeout)
-            if not ready:
+            if self.returncode is not None:  # another thread read it meanwhile
                 return
             data = b""
             while not data.endswith(b"\n"):

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -68,8 +69,10 @@ def test_exit_status_and_signals_read_as_popen(tree: Path):
     assert slow.poll() is None
     with pytest.raises(subprocess.TimeoutExpired):
         slow.wait(timeout=0.5)
-    slow.kill()
-    assert slow.wait(timeout=30) == -9
+    killer = threading.Timer(0.5, slow.kill)  # while this thread waits without a timeout, as Popen allows
+    killer.start()
+    assert slow.wait() == -9
+    killer.join()
     slow.kill()  # a second kill of an ended server is a no-op, as with Popen
     log1.close()
     log2.close()
